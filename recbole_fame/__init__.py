@@ -1,0 +1,15 @@
+"""recbole-fame: FAME (WSDM 2025) as a RecBole plugin.
+
+``from recbole_fame import FAME`` gives the model class; importing the package applies the
+RecBole compatibility fixes of :mod:`recbole_fame.compat` once.
+"""
+
+from recbole_fame import compat
+
+compat.apply()
+
+from recbole_fame.config import Config, get_model  # noqa: E402
+from recbole_fame.model import FAME  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["FAME", "Config", "get_model"]

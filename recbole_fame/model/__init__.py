@@ -1,0 +1,3 @@
+from recbole_fame.model.fame import FAME
+
+__all__ = ["FAME"]

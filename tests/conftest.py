@@ -1,0 +1,43 @@
+import os
+import sys
+
+import pytest
+
+import recbole_fame  # noqa: F401  (applies the RecBole fixes)
+
+from helpers import write_tiny_dataset
+
+SHARED_DATASETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets")
+
+
+@pytest.fixture(autouse=True)
+def isolated_run(tmp_path, monkeypatch):
+    """RecBole reads --key=value from sys.argv and writes log/ into the working directory."""
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    return write_tiny_dataset(str(tmp_path / "data"))
+
+
+@pytest.fixture
+def tiny_config(tiny_data, tmp_path):
+    """A config dict for fast runs on the tiny dataset."""
+    return {
+        "data_path": tiny_data,
+        "checkpoint_dir": str(tmp_path / "saved"),
+        "hidden_size": 16,
+        "inner_size": 32,
+        "n_layers": 2,
+        "n_heads": 2,
+        "n_experts": 3,
+        "MAX_ITEM_LIST_LENGTH": 10,
+        "train_batch_size": 64,
+        "eval_batch_size": 64,
+        "epochs": 2,
+        "show_progress": False,
+        "state": "WARNING",
+        "use_gpu": False,
+    }
