@@ -1,0 +1,51 @@
+"""The defaults in properties/ reach a user who installs the built wheel, from another directory."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_wheel_ships_properties_and_finds_them(tmp_path):
+    wheel_dir = tmp_path / "wheel"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "--no-build-isolation",
+         "-w", str(wheel_dir), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = wheel_dir.glob("recbole_fame-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for bundled in ("overall.yaml", "fame.yaml", "model/FAME.yaml"):
+        assert f"recbole_fame/properties/{bundled}" in names
+
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), str(wheel), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = (
+        "import json, recbole_fame; from recbole.config import Config; "
+        "c = Config(model=recbole_fame.FAME, dataset='ml-100k'); "
+        "d = recbole_fame.Config(model='FAME', dataset='ml-100k', config_file_list=['fame.yaml']); "
+        "print(json.dumps([recbole_fame.__file__, c['n_experts'], c['final_residual'], d['topk'], d['n_experts']]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=elsewhere, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    module_file, n_experts, final_residual, topk, fame_yaml_experts = json.loads(out.stdout)
+    assert module_file.startswith(str(site))
+    assert (n_experts, final_residual) == (4, "projection")  # properties/model/FAME.yaml
+    assert topk == [5, 10, 20]  # properties/overall.yaml
+    assert fame_yaml_experts == 8  # properties/fame.yaml

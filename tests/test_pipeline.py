@@ -1,0 +1,150 @@
+"""End to end on a tiny atomic dataset written by the tests."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from recbole.config import Config as RecBoleConfig
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_trainer, init_seed
+
+from recbole_fame import FAME
+from recbole_fame.checkpoint import load_checkpoint
+from recbole_fame.quick_start import run
+
+from helpers import first_batch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
+
+
+def assert_metrics(result):
+    assert sorted(result) == sorted(METRICS)
+    for name, value in result.items():
+        assert 0.0 <= value <= 1.0, (name, value)
+    assert result["hit@20"] >= result["hit@10"] >= result["hit@5"]
+
+
+def test_two_stage_run_and_checkpoint_reload(tiny_config):
+    result = run(model="FAME", dataset="tiny", config_dict=tiny_config)
+
+    pretrain = result["pretrain_result"]
+    assert pretrain["model"] == "SASRec" and os.path.isfile(pretrain["model_file"])
+    assert_metrics(pretrain["test_result"])
+    assert result["model"] == "FAME"
+    assert_metrics(result["test_result"])
+    assert_metrics(result["best_valid_result"])
+
+    # The saved FAME reloads into a fresh model that scores exactly as the trained one did.
+    checkpoint = load_checkpoint(result["model_file"])
+    config = checkpoint["config"]
+    assert config["pretrained_path"] == pretrain["model_file"]
+    dataset = create_dataset(config)
+    _, _, test_data = data_preparation(config, dataset)
+    trained = FAME(config, test_data._dataset)
+    trained.load_state_dict(checkpoint["state_dict"])
+    config["pretrained_path"] = None
+    reloaded = FAME(config, test_data._dataset)
+    reloaded.load_state_dict(checkpoint["state_dict"])
+    batch = first_batch(test_data)
+    with torch.no_grad():
+        expected = trained.eval().full_sort_predict(batch)
+        assert torch.equal(reloaded.eval().full_sort_predict(batch), expected)
+
+
+def test_fame_from_a_named_checkpoint_skips_stage_one(tiny_config):
+    sasrec = run(model="SASRec", dataset="tiny", config_dict=tiny_config)
+    result = run(
+        model="FAME",
+        dataset="tiny",
+        config_dict={**tiny_config, "pretrained_path": sasrec["model_file"], "epochs": 1},
+    )
+    assert result["pretrain_result"] is None
+    assert_metrics(result["test_result"])
+
+
+def test_fame_from_scratch(tiny_config):
+    result = run(model="FAME", dataset="tiny", config_dict={**tiny_config, "pretrain": False})
+    assert result["pretrain_result"] is None
+    assert load_checkpoint(result["model_file"])["config"]["pretrained_path"] is None
+    assert_metrics(result["test_result"])
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec", "CORE"])
+def test_recbole_models_run_through_the_same_pipeline(tiny_config, model):
+    result = run(model=model, dataset="tiny", config_dict={**tiny_config, "epochs": 1})
+    assert result["model"] == model
+    assert_metrics(result["test_result"])
+
+
+def test_plain_recbole_api_trains_fame_with_its_defaults(tiny_config):
+    """Another RecBole project: no recbole_fame.Config, no yaml copied."""
+    config = RecBoleConfig(
+        model=FAME,
+        dataset="tiny",
+        config_dict={k: tiny_config[k] for k in ("data_path", "checkpoint_dir", "show_progress", "state")}
+        | {
+            "epochs": 1,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+        },
+    )
+    assert config["n_experts"] == 4 and config["final_residual"] == "projection"
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    model = FAME(config, train_data._dataset)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.fit(train_data, valid_data)
+    result = trainer.evaluate(test_data)  # reloads the best checkpoint: torch >= 2.6 safe
+    assert 0.0 <= result["ndcg@10"] <= 1.0
+
+
+def test_missing_dataset_says_where_it_looked(tiny_config, tmp_path):
+    with pytest.raises(FileNotFoundError) as excinfo:
+        run(model="FAME", dataset="ml-20m", config_dict={**tiny_config, "data_path": str(tmp_path)})
+    message = str(excinfo.value)
+    assert os.path.join(str(tmp_path), "ml-20m", "ml-20m.inter") in message
+    assert "--data_path" in message
+
+
+def test_run_fame_cli(tiny_data, tmp_path):
+    """Command-line keys reach the config; a missing dataset is one line, not a traceback."""
+    missing = subprocess.run(
+        [sys.executable, os.path.join(REPO, "run_fame.py"), "--dataset=ml-20m", f"--data_path={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert missing.returncode != 0
+    assert "Traceback" not in missing.stderr
+    assert f"no interaction file at {tmp_path}/ml-20m/ml-20m.inter" in missing.stderr
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "run_fame.py"),
+            "--model=SASRec",
+            "--dataset=tiny",
+            f"--data_path={tiny_data}",
+            "--config_files=fame.yaml",
+            "--epochs=1",
+            "--hidden_size=16",
+            "--show_progress=False",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    log_dir = tmp_path / "log" / "SASRec"
+    log_text = "".join(p.read_text() for p in log_dir.iterdir())
+    assert "hidden_size = 16" in log_text and "user_inter_num_interval = [5,inf)" in log_text
+    assert "test result" in log_text
+
+
+def test_unknown_config_file_is_named(tiny_config):
+    with pytest.raises(FileNotFoundError, match="Config file 'nope.yaml' not found"):
+        run(model="FAME", dataset="tiny", config_file_list=["nope.yaml"], config_dict=tiny_config)
