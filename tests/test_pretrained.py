@@ -37,6 +37,14 @@ def test_hook_copies_every_shared_tensor_exactly(tiny_config, tmp_path, final_re
     )
 
 
+def test_single_expert_starts_exactly_as_sasrec(tiny_config, tmp_path):
+    path = str(tmp_path / "sasrec.pth")
+    sasrec = save_sasrec_checkpoint(path, tiny_config)
+    fame, _, _ = build_fame(tiny_config, pretrained_path=path, n_experts=1)
+    expert_query = fame.trm_encoder.layer[1].multi_head_attention.expert_query
+    assert torch.equal(expert_query.weight, sasrec.trm_encoder.layer[1].multi_head_attention.query.weight)
+
+
 def test_random_expert_init_ignores_w_q(tiny_config, tmp_path):
     path = str(tmp_path / "sasrec.pth")
     sasrec = save_sasrec_checkpoint(path, tiny_config)
@@ -54,6 +62,7 @@ def test_random_expert_init_ignores_w_q(tiny_config, tmp_path):
         ({"n_layers": 3}, "n_layers=3"),
         ({"n_heads": 4}, "n_heads=4"),
         ({"inner_size": 64}, "inner_size=64"),
+        ({"hidden_act": "relu"}, "hidden_act='relu'"),
     ],
 )
 def test_hook_rejects_a_mismatched_sasrec(tiny_config, tmp_path, sasrec_overrides, message):

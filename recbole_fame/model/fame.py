@@ -45,16 +45,17 @@ class FAME(SequentialRecommender):
       ``'split'`` adds each head's slice of the block input as the residual (LayerNorm on d');
       ``'none'`` feeds Eq. 17's output straight into FFN', as the equations read.
     - ``expert_init``: ``'pretrained'`` (default) starts every expert of head h from the pretrained
-      SASRec's W_Q^(h) plus N(0, initializer_range) noise, so before fine-tuning every expert
-      attends as SASRec did and the noise breaks their symmetry; ``'random'`` draws them as any
-      new weight. Without a checkpoint both are random.
+      SASRec's W_Q^(h) plus N(0, initializer_range) noise (none when N=1), so before fine-tuning
+      every expert attends as SASRec did and the noise breaks their symmetry; ``'random'`` draws
+      them as any new weight. Without a checkpoint both are random.
     - Attention dropout (``attn_dropout_prob``) applies to every expert's attention distribution.
     - ``W_f^(h)`` starts as the selector of head h's d' coordinates (the sub-space the head already
       used in SASRec); the router, gate and FFN' start as RecBole initialises new layers.
     - FFN' uses ``hidden_act`` like the backbone's feed-forward layers.
 
-    ``pretrained_path``: a checkpoint of RecBole's ``SASRec`` with the same item count, hidden size,
-    layers, heads, inner size and sequence length. Embeddings, position embeddings, layers 1..L-1
+    ``pretrained_path``: a checkpoint of RecBole's ``SASRec`` on the same dataset (name and item
+    count) with the same hidden size, layers, heads, inner size, activation, LayerNorm eps and
+    sequence length. Embeddings, position embeddings, layers 1..L-1
     (and the final layer's W_K, W_V, plus W_O and its LayerNorm under ``'projection'``) are copied
     exactly; SASRec's final W_Q seeds the experts; its final feed-forward network is dropped.
     """
@@ -159,7 +160,16 @@ class FAME(SequentialRecommender):
                 f"pretrained_path {path} is a checkpoint of {source_model!r}, not of 'SASRec'"
             )
         source_config = checkpoint["config"]
-        for key in ("n_heads", "n_layers", "hidden_size", "inner_size", "MAX_ITEM_LIST_LENGTH"):
+        for key in (
+            "dataset",
+            "n_heads",
+            "n_layers",
+            "hidden_size",
+            "inner_size",
+            "hidden_act",
+            "layer_norm_eps",
+            "MAX_ITEM_LIST_LENGTH",
+        ):
             if source_config[key] != config[key]:
                 raise CheckpointError(
                     f"pretrained_path {path} does not fit: its SASRec has {key}="
@@ -202,14 +212,15 @@ class FAME(SequentialRecommender):
 
     @torch.no_grad()
     def _experts_from_query(self, query_weight, query_bias):
-        """Every expert of head h starts as SASRec's W_Q^(h) plus noise."""
+        """Every expert of head h starts as SASRec's W_Q^(h), plus noise when N > 1 to break symmetry."""
         expert_query = self._final_attention.expert_query
         shape = (self.n_heads, self.n_experts, self.head_size)
         weight = query_weight.view(self.n_heads, 1, self.head_size, self.hidden_size)
         bias = query_bias.view(self.n_heads, 1, self.head_size)
         expert_query.weight.copy_(weight.expand(*shape, self.hidden_size).reshape_as(expert_query.weight))
         expert_query.bias.copy_(bias.expand(*shape).reshape_as(expert_query.bias))
-        expert_query.weight.add_(torch.randn_like(expert_query.weight) * self.initializer_range)
+        if self.n_experts > 1:
+            expert_query.weight.add_(torch.randn_like(expert_query.weight) * self.initializer_range)
 
     def _facets(self, item_seq, item_seq_len):
         """gate [B, H] (Eq. 10), F^(h) [B, H, d'] (Eq. 7) and expert_weights [B, H, N] (Eq. 16)."""
