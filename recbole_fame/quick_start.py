@@ -6,7 +6,10 @@ and fine-tuned end to end. Any other model (``SASRec``, ``GRU4Rec``, ``CORE``, .
 and tested once, through the same data, protocol and evaluator.
 """
 
+import json
+import os
 import sys
+import time
 from logging import getLogger
 
 from recbole.data import create_dataset, data_preparation
@@ -32,8 +35,12 @@ BACKBONE_KEYS = (
 
 
 def run(model="FAME", dataset="ml-100k", config_file_list=None, config_dict=None, saved=True):
-    """Train and test ``model`` on ``dataset``; returns the result dict of RecBole's ``run_recbole``
-    with ``model_file``, and for FAME's two-stage run ``pretrain_result`` (SASRec's)."""
+    """Train and test ``model`` on ``dataset``.
+
+    Returns the result dict of RecBole's ``run_recbole`` plus ``model_file``, ``seconds`` and,
+    for FAME's two-stage run, ``pretrain_result`` (SASRec's, in the same form). When ``saved``,
+    the result is also written as JSON next to the checkpoint (``<model_file>.json``).
+    """
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
@@ -63,12 +70,18 @@ def run(model="FAME", dataset="ml-100k", config_file_list=None, config_dict=None
 
     result = train_and_test(config, train_data, valid_data, test_data, saved)
     result["pretrain_result"] = pretrain_result
+    if saved:
+        result_file = os.path.splitext(result["model_file"])[0] + ".json"
+        with open(result_file, "w") as f:
+            json.dump({"dataset": config["dataset"], **result}, f, indent=2)
+        logger.info(set_color("Result written to ", "blue") + result_file)
     return result
 
 
 def train_and_test(config, train_data, valid_data, test_data, saved=True):
     """RecBole's ``run_recbole`` from the model on, for a config whose data is already prepared."""
     logger = getLogger()
+    start = time.time()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model)
@@ -88,4 +101,5 @@ def train_and_test(config, train_data, valid_data, test_data, saved=True):
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
+        "seconds": round(time.time() - start, 1),
     }

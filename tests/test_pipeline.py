@@ -1,5 +1,6 @@
 """End to end on a tiny atomic dataset written by the tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -36,6 +37,10 @@ def test_two_stage_run_and_checkpoint_reload(tiny_config):
     assert result["model"] == "FAME"
     assert_metrics(result["test_result"])
     assert_metrics(result["best_valid_result"])
+    with open(os.path.splitext(result["model_file"])[0] + ".json") as f:
+        written = json.load(f)
+    assert written["test_result"] == dict(result["test_result"])
+    assert written["pretrain_result"]["model"] == "SASRec" and written["seconds"] > 0
 
     # The saved FAME reloads into a fresh model that scores exactly as the trained one did.
     checkpoint = load_checkpoint(result["model_file"])
