@@ -5,7 +5,8 @@
    After RecBole's internal files, the plugin model's yaml is loaded too (RecBole's own models
    are untouched).
 2. Checkpoints on torch >= 2.6: RecBole pickles its ``Config`` into every checkpoint and reloads
-   it with ``torch.load``'s new default ``weights_only=True``, which refuses it, so
+   it with ``torch.load``'s new default ``weights_only=True``, which refuses it (torch's
+   weights-only unpickler cannot even parse the protocol-4 pickle RecBole writes), so
    ``trainer.evaluate(load_best_model=True)`` fails on RecBole's own files. It now goes through
    :func:`recbole_fame.checkpoint.load_checkpoint`, which unpickles only the file the trainer
    wrote or the caller named.

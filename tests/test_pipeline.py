@@ -15,7 +15,7 @@ from recbole_fame import FAME
 from recbole_fame.checkpoint import load_checkpoint
 from recbole_fame.quick_start import run
 
-from helpers import first_batch
+from helpers import first_batch, write_tiny_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
@@ -115,39 +115,43 @@ def test_missing_dataset_says_where_it_looked(tiny_config, tmp_path):
     assert "--data_path" in message
 
 
-def test_run_fame_cli(tiny_data, tmp_path):
-    """Command-line keys reach the config; a missing dataset is one line, not a traceback."""
-    missing = subprocess.run(
-        [sys.executable, os.path.join(REPO, "run_fame.py"), "--dataset=ml-20m", f"--data_path={tmp_path}"],
+def _run_fame(cwd, *args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "run_fame.py"), *args, "--show_progress=False"],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=cwd,
     )
-    assert missing.returncode != 0
-    assert "Traceback" not in missing.stderr
-    assert f"no interaction file at {tmp_path}/ml-20m/ml-20m.inter" in missing.stderr
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "run_fame.py"),
-            "--model=SASRec",
-            "--dataset=tiny",
-            f"--data_path={tiny_data}",
-            "--config_files=fame.yaml",
-            "--epochs=1",
-            "--hidden_size=16",
-            "--show_progress=False",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
+
+def _logs(folder):
+    return "".join(p.read_text() for p in folder.iterdir())
+
+
+def test_run_fame_cli_as_the_readme_writes_it(tmp_path):
+    """`--dataset=ml-20m --config_files=fame.yaml` from a folder with dataset_atomic/ml-20m/."""
+    missing = _run_fame(tmp_path, "--dataset=ml-20m", "--config_files=fame.yaml")
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    expected_path = tmp_path / "dataset_atomic" / "ml-20m" / "ml-20m.inter"
+    assert f"no interaction file at {expected_path}" in missing.stderr
+
+    write_tiny_dataset(str(tmp_path / "dataset_atomic"), name="ml-20m")
+    done = _run_fame(tmp_path, "--dataset=ml-20m", "--config_files=fame.yaml", "--epochs=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    log_text = _logs(tmp_path / "log" / "FAME")
+    assert "n_experts = 8" in log_text and "user_inter_num_interval = [5,inf)" in log_text
+    assert "Stage 2/2: FAME fine-tuned from" in log_text
+    assert log_text.count("test result") == 2  # SASRec's (stage 1), then FAME's
+
+
+def test_run_fame_cli_runs_recbole_models_with_overrides(tiny_data, tmp_path):
+    done = _run_fame(
+        tmp_path, "--model=SASRec", "--dataset=tiny", f"--data_path={tiny_data}", "--epochs=1",
+        "--hidden_size=16",
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    log_dir = tmp_path / "log" / "SASRec"
-    log_text = "".join(p.read_text() for p in log_dir.iterdir())
-    assert "hidden_size = 16" in log_text and "user_inter_num_interval = [5,inf)" in log_text
-    assert "test result" in log_text
+    log_text = _logs(tmp_path / "log" / "SASRec")
+    assert "hidden_size = 16" in log_text and "test result" in log_text
 
 
 def test_unknown_config_file_is_named(tiny_config):
