@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
+from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_fame.checkpoint import (
     CheckpointError,
@@ -135,14 +136,7 @@ class FAME(SequentialRecommender):
             )
 
     def _init_weights(self, module):
-        """SASRec's initialisation."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+        SASRec._init_weights(self, module)  # the same initialisation as the backbone's SASRec
 
     @property
     def _final_attention(self):
