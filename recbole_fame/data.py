@@ -20,5 +20,8 @@ def check_dataset_files(config):
         raise FileNotFoundError(
             f"Dataset '{token}': no interaction file at {os.path.abspath(missing[0])}. "
             f"Put RecBole atomic files ({token}.inter, optionally {token}.item and {token}.user) "
-            f"in {os.path.abspath(folder)}, or pass --data_path=DIR where DIR/{token}/ holds them."
+            f"in {os.path.abspath(folder)}, or pass --data_path=DIR where DIR/{token}/ holds them. "
+            f"To make them from raw files: python dataset_atomic/convert.py "
+            f"{{sequences,movielens,amazon}} RAW_FILE --name={token} "
+            f"--out={os.path.dirname(os.path.abspath(folder))}"
         )

@@ -113,6 +113,7 @@ def test_missing_dataset_says_where_it_looked(tiny_config, tmp_path):
     message = str(excinfo.value)
     assert os.path.join(str(tmp_path), "ml-20m", "ml-20m.inter") in message
     assert "--data_path" in message
+    assert "python dataset_atomic/convert.py {sequences,movielens,amazon} RAW_FILE --name=ml-20m" in message
 
 
 def _run_fame(cwd, *args):

@@ -1,0 +1,35 @@
+"""Convert a raw benchmark file to RecBole atomic files under dataset_atomic/<name>/.
+
+    python dataset_atomic/convert.py sequences ../shared/datasets/Beauty.txt --name=beauty
+    python dataset_atomic/convert.py movielens path/to/ml-20m/ratings.csv --name=ml-20m
+    python dataset_atomic/convert.py amazon path/to/reviews.json --name=sports
+
+Then: python run_fame.py --dataset=<name> --config_files=fame.yaml
+"""
+
+import argparse
+import sys
+
+from recbole_fame.converters import ConversionError, convert
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    parser.add_argument("source", choices=["sequences", "movielens", "amazon"])
+    parser.add_argument("input", help="the raw file")
+    parser.add_argument("--name", required=True, help="dataset name: writes <out>/<name>/<name>.inter")
+    parser.add_argument("--out", default="dataset_atomic", help="folder of datasets (default: dataset_atomic)")
+    parser.add_argument("--min_core", type=int, default=5, help="k-core for movielens and amazon (default 5)")
+    args = parser.parse_args()
+    try:
+        path, count = convert(args.source, args.input, args.out, args.name, args.min_core)
+    except (ConversionError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+    print(f"wrote {count} interactions to {path}")
+
+
+if __name__ == "__main__":
+    main()
