@@ -15,6 +15,7 @@ from logging import getLogger
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
+from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
 
@@ -53,7 +54,9 @@ def run(model="FAME", dataset="ml-100k", config_file_list=None, config_dict=None
     check_dataset_files(config)
     dataset = create_dataset(config)
     logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    train_data, valid_data, test_data = bucket_dataloaders(
+        config, *data_preparation(config, dataset)
+    )
 
     pretrain_result = None
     if config["model"] == "FAME" and config["pretrain"] and not config["pretrained_path"]:

@@ -1,0 +1,98 @@
+"""Length-bucketed batches for sequential models (config key ``length_bucketing``).
+
+RecBole pads every history to ``MAX_ITEM_LIST_LENGTH`` and batches at random, so a Transformer
+computes every padded position. Here each batch holds histories of similar length and is trimmed to
+its longest one. Histories are left-aligned and models read position ``item_length - 1``, so the
+per-sample loss and every score stay the same (padding is masked out); only the grouping of samples
+into training batches changes: they are drawn from pools of ``bucket_pool_batches`` random batches,
+sorted by length within the pool, and the batches are shuffled again.
+"""
+
+import math
+
+import numpy as np
+import torch
+from recbole.data.dataloader import FullSortEvalDataLoader, TrainDataLoader
+
+
+class LengthBucketBatchSampler:
+    """Index batches over samples of the given lengths: sorted by length within pools of
+    ``pool_batches`` batches (over everything when not shuffling), batch order shuffled."""
+
+    def __init__(self, lengths, batch_size, shuffle, generator, pool_batches):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+        self.pool = batch_size * pool_batches if shuffle else max(len(self.lengths), 1)
+
+    def _pools(self):
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
+        return [order[start : start + self.pool] for start in range(0, n, self.pool)]
+
+    def __iter__(self):
+        batches = []
+        for pool in self._pools():
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
+        return iter([batch.tolist() for batch in batches])
+
+    def __len__(self):
+        n = len(self.lengths)
+        full, rest = divmod(n, self.pool)
+        return full * math.ceil(self.pool / self.batch_size) + math.ceil(rest / self.batch_size)
+
+
+class _LengthBuckets:
+    """Replaces the batch order of a RecBole dataloader and trims each batch's sequence fields."""
+
+    @property
+    def _index_sampler(self):  # what torch's DataLoader iterates over and counts
+        if getattr(self, "_length_batches", None) is None:
+            lengths = self._dataset.inter_feat[self.config["ITEM_LIST_LENGTH_FIELD"]].numpy()
+            self._length_batches = LengthBucketBatchSampler(
+                lengths, self.step, self.shuffle, self.generator, self.config["bucket_pool_batches"] or 50
+            )
+        return self._length_batches
+
+    def collate_fn(self, index):
+        batch = super().collate_fn(index)
+        trim_sequences(batch[0] if isinstance(batch, tuple) else batch, self.config)
+        return batch
+
+
+def trim_sequences(interaction, config):
+    """Cut every ``*_list`` field of ``interaction`` to its longest history, in place."""
+    longest = int(interaction[config["ITEM_LIST_LENGTH_FIELD"]].max())
+    width = config["MAX_ITEM_LIST_LENGTH"]
+    for field, value in interaction.interaction.items():
+        if field.endswith(config["LIST_SUFFIX"]) and value.dim() >= 2 and value.size(1) == width:
+            interaction.interaction[field] = value[:, :longest]
+
+
+class LengthBucketTrainDataLoader(_LengthBuckets, TrainDataLoader):
+    pass
+
+
+class LengthBucketEvalDataLoader(_LengthBuckets, FullSortEvalDataLoader):
+    pass
+
+
+def bucket_dataloaders(config, train_data, valid_data, test_data):
+    """The same data, batched by length, when ``length_bucketing`` is on for a sequential model
+    in a single process with full-sort evaluation; otherwise the loaders unchanged."""
+    if not (
+        config["length_bucketing"]
+        and train_data.is_sequential
+        and config["single_spec"]
+        and isinstance(valid_data, FullSortEvalDataLoader)
+    ):
+        return train_data, valid_data, test_data
+    return (
+        LengthBucketTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle),
+        LengthBucketEvalDataLoader(config, valid_data._dataset, valid_data._sampler, shuffle=False),
+        LengthBucketEvalDataLoader(config, test_data._dataset, test_data._sampler, shuffle=False),
+    )
