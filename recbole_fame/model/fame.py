@@ -170,8 +170,8 @@ class FAME(SequentialRecommender):
                     f"{source_config[key]!r}, this FAME has {key}={config[key]!r}"
                 )
         state = checkpoint["state_dict"]
-        item_rows = state["item_embedding.weight"].shape[0]
-        if item_rows != self.n_items:
+        item_rows = state["item_embedding.weight"].shape[0] if "item_embedding.weight" in state else None
+        if item_rows is not None and item_rows != self.n_items:
             raise CheckpointError(
                 f"pretrained_path {path} does not fit: it was trained on {item_rows} items, "
                 f"this dataset has {self.n_items}"
