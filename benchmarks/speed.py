@@ -96,7 +96,7 @@ def main():
     out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w") as f:
-        f.write(f"`python benchmarks/speed.py --dataset={args.dataset} --reps={args.reps}`\n\n" + table)
+        f.write(f"`python {' '.join(sys.orig_argv[1:])}`\n\n" + table)
     print(table)
 
 
