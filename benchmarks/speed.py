@@ -40,6 +40,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    command = " ".join(["python"] + sys.argv)
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     if args.raw and not os.path.isfile(os.path.join(args.data_path, args.dataset, f"{args.dataset}.inter")):
         convert("sequences", args.raw, args.data_path, args.dataset)
@@ -96,7 +97,7 @@ def main():
     out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w") as f:
-        f.write(f"`python {' '.join(sys.orig_argv[1:])}`\n\n" + table)
+        f.write(f"`{command}`\n\n" + table)
     print(table)
 
 

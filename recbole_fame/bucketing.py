@@ -9,10 +9,16 @@ sorted by length within the pool, and the batches are shuffled again.
 """
 
 import math
+from logging import getLogger
 
 import numpy as np
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader, TrainDataLoader
+
+
+# Models checked to score every user the same on trimmed batches (tests/test_bucketing.py). Others,
+# such as Caser or HGN, size layers by MAX_ITEM_LIST_LENGTH and keep RecBole's batches.
+TRIMMABLE_MODELS = ("FAME", "SASRec", "GRU4Rec", "CORE")
 
 
 class LengthBucketBatchSampler:
@@ -41,9 +47,8 @@ class LengthBucketBatchSampler:
         return iter([batch.tolist() for batch in batches])
 
     def __len__(self):
-        n = len(self.lengths)
-        full, rest = divmod(n, self.pool)
-        return full * math.ceil(self.pool / self.batch_size) + math.ceil(rest / self.batch_size)
+        # Every pool but the last is a whole number of batches.
+        return math.ceil(len(self.lengths) / self.batch_size)
 
 
 class _LengthBuckets:
@@ -54,7 +59,7 @@ class _LengthBuckets:
         if getattr(self, "_length_batches", None) is None:
             lengths = self._dataset.inter_feat[self.config["ITEM_LIST_LENGTH_FIELD"]].numpy()
             self._length_batches = LengthBucketBatchSampler(
-                lengths, self.step, self.shuffle, self.generator, self.config["bucket_pool_batches"] or 50
+                lengths, self.step, self.shuffle, self.generator, self.config["bucket_pool_batches"]
             )
         return self._length_batches
 
@@ -82,14 +87,19 @@ class LengthBucketEvalDataLoader(_LengthBuckets, FullSortEvalDataLoader):
 
 
 def bucket_dataloaders(config, train_data, valid_data, test_data):
-    """The same data, batched by length, when ``length_bucketing`` is on for a sequential model
+    """The same data, batched by length, when ``length_bucketing`` is on for one of ``TRIMMABLE_MODELS``
     in a single process with full-sort evaluation; otherwise the loaders unchanged."""
+    if not config["length_bucketing"]:
+        return train_data, valid_data, test_data
     if not (
-        config["length_bucketing"]
-        and train_data.is_sequential
+        config["model"] in TRIMMABLE_MODELS
         and config["single_spec"]
         and isinstance(valid_data, FullSortEvalDataLoader)
     ):
+        getLogger().warning(
+            f"length_bucketing is for {', '.join(TRIMMABLE_MODELS)} in one process with full-sort "
+            f"evaluation; {config['model']} keeps RecBole's batches"
+        )
         return train_data, valid_data, test_data
     return (
         LengthBucketTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle),

@@ -10,6 +10,7 @@ import importlib
 import os
 
 from recbole.config import Config as RecBoleConfig
+from recbole.utils import InputType
 from recbole.utils import get_model as recbole_get_model
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -87,11 +88,11 @@ class Config(RecBoleConfig):
         self._update_internal_config_dict(PROTOCOL_FILE)
 
     def _set_default_parameters(self):
-        # The protocol turns sampled negatives off (CE); a BPR run needs one per positive.
-        if (
-            self.final_config_dict.get("loss_type") == "BPR"
-            and self.final_config_dict.get("train_neg_sample_args") is None
-        ):
+        # The protocol turns sampled negatives off (CE); a pairwise run needs one per positive.
+        pairwise = self.final_config_dict.get("loss_type") == "BPR" or (
+            getattr(self.model_class, "input_type", None) == InputType.PAIRWISE
+        )
+        if pairwise and self.final_config_dict.get("train_neg_sample_args") is None:
             self.final_config_dict["train_neg_sample_args"] = {
                 "distribution": "uniform",
                 "sample_num": 1,

@@ -23,6 +23,8 @@ def test_batch_sampler_covers_every_sample_once():
     assert again == batches
 
     ordered = list(LengthBucketBatchSampler(lengths, 64, False, None, 4))
+    odd = LengthBucketBatchSampler(lengths[:999], 50, True, torch.Generator().manual_seed(1), 3)
+    assert len(list(odd)) == len(odd) == 20
     assert len(ordered) == 16 and [lengths[b].max() for b in ordered] == sorted(lengths[b].max() for b in ordered)
 
 
@@ -77,9 +79,24 @@ def test_bucketing_is_off_by_default(tiny_config):
     assert bucket_dataloaders(config, *loaders) == loaders
 
 
-def test_pipeline_with_bucketing(tiny_config):
-    from recbole_fame.quick_start import run
+def test_pipeline_with_bucketing(tiny_config, monkeypatch):
+    from recbole_fame import quick_start
 
-    result = run(model="FAME", dataset="tiny", config_dict={**tiny_config, "length_bucketing": True})
+    used = []
+
+    def recording(*args):
+        loaders = bucket_dataloaders(*args)
+        used.extend(type(loader).__name__ for loader in loaders)
+        return loaders
+
+    monkeypatch.setattr(quick_start, "bucket_dataloaders", recording)
+    result = quick_start.run(model="FAME", dataset="tiny", config_dict={**tiny_config, "length_bucketing": True})
+    assert used == ["LengthBucketTrainDataLoader"] + ["LengthBucketEvalDataLoader"] * 2
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
     assert 0.0 <= result["pretrain_result"]["test_result"]["hit@10"] <= 1.0
+
+
+def test_models_sized_by_max_length_keep_stock_batches(tiny_config):
+    config = make_config("Caser", {**tiny_config, "length_bucketing": True})
+    loaders = make_data(config)[1:]
+    assert bucket_dataloaders(config, *loaders) == loaders

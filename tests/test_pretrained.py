@@ -29,7 +29,7 @@ def test_hook_copies_every_shared_tensor_exactly(tiny_config, tmp_path, final_re
     w_q = sasrec_state[final + "multi_head_attention.query.weight"].view(2, 1, 8, 16)
     experts = expert_query.weight.view(2, 3, 8, 16)
     noise = experts - w_q
-    assert 0.01 < noise.std() < 0.03
+    assert 0.017 < noise.std() < 0.023
     assert not torch.equal(experts[:, 0], experts[:, 1])
     torch.testing.assert_close(
         expert_query.bias.view(2, 3, 8),
@@ -51,7 +51,8 @@ def test_random_expert_init_ignores_w_q(tiny_config, tmp_path):
     fame, _, _ = build_fame(tiny_config, pretrained_path=path, expert_init="random")
     w_q = sasrec.state_dict()["trm_encoder.layer.1.multi_head_attention.query.weight"].view(2, 1, 8, 16)
     experts = fame.trm_encoder.layer[1].multi_head_attention.expert_query.weight.view(2, 3, 8, 16)
-    assert (experts - w_q).abs().max() > 0.05
+    # Independent N(0, 0.02) draws: the difference has std 0.02 * sqrt(2), not the 0.02 of the noise.
+    assert (experts - w_q).std() > 0.025
     assert torch.equal(fame.item_embedding.weight, sasrec.item_embedding.weight)
 
 
