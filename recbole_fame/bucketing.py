@@ -1,4 +1,4 @@
-"""Length-bucketed batches for sequential models (config key ``length_bucketing``).
+"""Length-bucketed batches for FAME, SASRec, GRU4Rec and CORE (config key ``length_bucketing``).
 
 RecBole pads every history to ``MAX_ITEM_LIST_LENGTH`` and batches at random, so a Transformer
 computes every padded position. Here each batch holds histories of similar length and is trimmed to
