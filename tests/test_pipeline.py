@@ -158,3 +158,14 @@ def test_run_fame_cli_runs_recbole_models_with_overrides(tiny_data, tmp_path):
 def test_unknown_config_file_is_named(tiny_config):
     with pytest.raises(FileNotFoundError, match="Config file 'nope.yaml' not found"):
         run(model="FAME", dataset="tiny", config_file_list=["nope.yaml"], config_dict=tiny_config)
+
+
+def test_recbole_models_import_leaves_anomaly_detection_off():
+    # RecBole's sine.py switches it on for the whole process when its model package is imported.
+    code = (
+        "import torch, recbole_fame, recbole.utils;"
+        "recbole.utils.get_model('SINE');"
+        "print(torch.is_anomaly_enabled())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
