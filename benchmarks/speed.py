@@ -1,29 +1,40 @@
-"""Training-epoch and full-sort evaluation time: SASRec and FAME, RecBole's stock batching and
-``length_bucketing``, measured in one process, interleaved, several repetitions.
+"""Speed of FAME against SASRec, and of this project's pipeline against stock RecBole 1.2.1.
 
     python benchmarks/speed.py --dataset=ml-100k --reps=3
     python benchmarks/speed.py --dataset=beauty --raw=../shared/datasets/Beauty.txt --reps=3
 
-Writes a markdown table (median and min-max of each measurement, ratios against stock SASRec) to
-``--out`` (default ``results/speed-<dataset>.md``) and prints it.
+Everything runs in one process, interleaved, ``--reps`` times; the table reports medians with
+min-max. Two parts:
+
+1. Training step, on the same ``--steps`` batches of RecBole's loader (padded to the full length),
+   for SASRec, FAME (H, N) and FAME (H, 32): seconds per step, peak extra memory of a step, and
+   ratios against SASRec under the same kernels. ``stock kernels`` is RecBole as shipped (with the
+   anomaly detection its ``sine.py`` switches on); ``fast kernels`` is this project's
+   (``recbole_fame.compat`` + ``fast_kernels``).
+2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N): the stock pipeline
+   (RecBole's loaders, stock kernels) against this project's (``fast_kernels`` +
+   ``length_bucketing``), and the ratio of the two.
+
+Peak memory is read from glibc's ``mallinfo2`` after every operator of the step (a dispatch mode),
+minus the amount in use before the step; it is what the step's tensors add.
 """
 
 import argparse
+import ctypes
 import os
 import statistics
 import sys
 import time
 
 import torch
-
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer, init_seed
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from recbole_fame import Config, get_model
 from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.converters import convert
-
-MODELS = ("SASRec", "FAME")
+from recbole_fame.speedups import use_fast_kernels
 
 
 def parse_args():
@@ -32,10 +43,70 @@ def parse_args():
     parser.add_argument("--raw", help="a 'user item item ...' file to convert first (Beauty.txt)")
     parser.add_argument("--data_path", default="dataset_atomic")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20, help="batches timed per step measurement")
     parser.add_argument("--n_heads", type=int, default=4)
     parser.add_argument("--n_experts", type=int, default=8)
+    parser.add_argument("--skip_epochs", action="store_true", help="only the training-step part")
     parser.add_argument("--out")
     return parser.parse_args()
+
+
+class _MallinfoPeak(TorchDispatchMode):
+    """Highest glibc heap in use after any operator while active."""
+
+    class _Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    _libc = None
+
+    @classmethod
+    def in_use(cls):
+        if cls._libc is None:
+            cls._libc = ctypes.CDLL("libc.so.6")
+            cls._libc.mallinfo2.restype = cls._Info
+        info = cls._libc.mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    def __enter__(self):
+        self.peak = self.in_use()
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.peak = max(self.peak, self.in_use())
+        return out
+
+
+def peak_step_mib(trainer, batch):
+    try:
+        before = _MallinfoPeak.in_use()
+    except (OSError, AttributeError):  # not glibc
+        return float("nan")
+    with _MallinfoPeak() as mode:
+        train_step(trainer, batch)
+    return (mode.peak - before) / 2**20
+
+
+def train_step(trainer, batch):
+    trainer.optimizer.zero_grad()
+    loss = trainer.model.calculate_loss(batch)
+    loss.backward()
+    trainer.optimizer.step()
+
+
+def build(model_name, dataset_name, settings, train_data, **overrides):
+    config = Config(model=model_name, dataset=dataset_name, config_dict={**settings, **overrides})
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(model_name)(config, train_data._dataset).to(config["device"])
+    if config["fast_kernels"]:
+        use_fast_kernels(model)
+    return get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+
+
+def fmt(values, digits=3):
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def main():
@@ -44,60 +115,113 @@ def main():
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     if args.raw and not os.path.isfile(os.path.join(args.data_path, args.dataset, f"{args.dataset}.inter")):
         convert("sequences", args.raw, args.data_path, args.dataset)
-    settings = {
-        "data_path": args.data_path,
-        "show_progress": False,
-        "state": "WARNING",
-        "n_heads": args.n_heads,
-        "n_experts": args.n_experts,
-        "pretrain": False,
-    }
-    data, runs = {}, {}
-    for bucketing in (False, True):
-        config = Config(model="SASRec", dataset=args.dataset, config_dict={**settings, "length_bucketing": bucketing})
-        init_seed(config["seed"], config["reproducibility"])
-        dataset = create_dataset(config)
-        data[bucketing] = bucket_dataloaders(config, *data_preparation(config, dataset))
-        for model_name in MODELS:
-            config = Config(model=model_name, dataset=args.dataset, config_dict={**settings, "length_bucketing": bucketing})
-            init_seed(config["seed"], config["reproducibility"])
-            model = get_model(model_name)(config, data[bucketing][0]._dataset).to(config["device"])
-            trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
-            runs[(model_name, bucketing)] = trainer
-    times = {key: {"epoch": [], "eval": []} for key in runs}
-    for rep in range(args.reps):
-        for (model_name, bucketing), trainer in runs.items():  # interleaved
-            train_data, valid_data, _ = data[bucketing]
-            start = time.perf_counter()
-            trainer._train_epoch(train_data, rep)
-            times[(model_name, bucketing)]["epoch"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            trainer.evaluate(valid_data, load_best_model=False)
-            times[(model_name, bucketing)]["eval"].append(time.perf_counter() - start)
-            print(f"rep {rep} {model_name} bucketing={bucketing}: epoch {times[(model_name, bucketing)]['epoch'][-1]:.1f} s, "
-                  f"eval {times[(model_name, bucketing)]['eval'][-1]:.2f} s", flush=True)
+    settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
+                "n_heads": args.n_heads, "pretrain": False}
+    fame = f"FAME H={args.n_heads} N={args.n_experts}"
+    fame32 = f"FAME H={args.n_heads} N=32"
+    specs = {"SASRec": ("SASRec", {}), fame: ("FAME", {"n_experts": args.n_experts}),
+             fame32: ("FAME", {"n_experts": 32})}
 
-    base = {k: statistics.median(times[("SASRec", False)][k]) for k in ("epoch", "eval")}
+    data = {}
+    for bucketing in (False, True):
+        config = Config(model="SASRec", dataset=args.dataset,
+                        config_dict={**settings, "length_bucketing": bucketing})
+        init_seed(config["seed"], config["reproducibility"])
+        data[bucketing] = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))
+    train_stock = data[False][0]
+    batches = []
+    for batch in train_stock:
+        batches.append(batch)
+        if len(batches) == args.steps + 1:
+            break
+
+    # Part 1: training steps on the same padded batches.
+    steps = {}
+    for name, (model_name, extra) in specs.items():
+        for fast in (False, True):
+            steps[(name, fast)] = build(model_name, args.dataset, settings, train_stock,
+                                        fast_kernels=fast, **extra)
+    step_times = {key: [] for key in steps}
+    for trainer in steps.values():  # warm-up
+        train_step(trainer, batches[0])
+    memory = {key: peak_step_mib(trainer, batches[0]) for key, trainer in steps.items()}
+    for rep in range(args.reps):
+        for (name, fast), trainer in steps.items():
+            torch.autograd.set_detect_anomaly(not fast)
+            start = time.perf_counter()
+            for batch in batches[1:]:
+                train_step(trainer, batch)
+            step_times[(name, fast)].append((time.perf_counter() - start) / args.steps)
+            print(f"rep {rep} step {name} fast={fast}: {step_times[(name, fast)][-1]:.3f} s", flush=True)
+    torch.autograd.set_detect_anomaly(False)
+
     lines = [
-        f"Dataset `{args.dataset}`, {args.reps} interleaved repetitions, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, FAME H={args.n_heads} N={args.n_experts}, batch 256, "
-        "hidden 64, 2 layers, max length 50, CE loss.",
+        f"`{command}`",
         "",
-        "| model | batching | train epoch s, median (min-max) | / stock SASRec | full-sort valid eval s, median (min-max) | / stock SASRec |",
-        "|---|---|---|---|---|---|",
+        f"Dataset `{args.dataset}`, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        "batch 256, hidden 64, 2 layers, max length 50, CE loss. Medians (min-max) of "
+        f"{args.reps} interleaved repetitions.",
+        "",
+        f"### Training step ({args.steps} batches of RecBole's loader, padded to 50)",
+        "",
+        "| model | kernels | s / step | / SASRec, same kernels | / stock kernels | peak step memory MiB | / SASRec |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for (model_name, bucketing), measured in times.items():
-        cells = []
-        for kind in ("epoch", "eval"):
-            values = measured[kind]
-            median = statistics.median(values)
-            cells += [f"{median:.2f} ({min(values):.2f}-{max(values):.2f})", f"{median / base[kind]:.2f}"]
-        lines.append(f"| {model_name} | {'length_bucketing' if bucketing else 'stock'} | " + " | ".join(cells) + " |")
+    for (name, fast), values in step_times.items():
+        base = statistics.median(step_times[("SASRec", fast)])
+        stock = statistics.median(step_times[(name, False)])
+        median = statistics.median(values)
+        lines.append(
+            f"| {name} | {'fast' if fast else 'stock'} | {fmt(values)} | {median / base:.2f} | "
+            f"{median / stock:.2f} | {memory[(name, fast)]:.0f} | "
+            f"{memory[(name, fast)] / memory[('SASRec', fast)]:.2f} |"
+        )
+
+    if not args.skip_epochs:
+        # Part 2: whole epochs and full-sort validation, stock pipeline against this project's.
+        epochs = {}
+        for name in ("SASRec", fame):
+            model_name, extra = specs[name]
+            for fast in (False, True):
+                epochs[(name, fast)] = build(model_name, args.dataset, settings, data[fast][0],
+                                             fast_kernels=fast, length_bucketing=fast, **extra)
+        times = {key: {"epoch": [], "eval": []} for key in epochs}
+        for rep in range(args.reps):
+            for (name, fast), trainer in epochs.items():
+                train_data, valid_data, _ = data[fast]
+                torch.autograd.set_detect_anomaly(not fast)
+                start = time.perf_counter()
+                trainer._train_epoch(train_data, rep)
+                times[(name, fast)]["epoch"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                trainer.evaluate(valid_data, load_best_model=False)
+                times[(name, fast)]["eval"].append(time.perf_counter() - start)
+                print(f"rep {rep} epoch {name} fast={fast}: {times[(name, fast)]['epoch'][-1]:.1f} s, "
+                      f"eval {times[(name, fast)]['eval'][-1]:.2f} s", flush=True)
+            torch.autograd.set_detect_anomaly(False)
+        lines += [
+            "",
+            "### Epoch and full-sort validation",
+            "",
+            "stock = RecBole 1.2.1 as shipped; this project = `fast_kernels` + `length_bucketing`.",
+            "",
+            "| model | pipeline | train epoch s | / stock, same model | / SASRec, same pipeline | valid eval s | / stock | / SASRec |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for (name, fast), measured in times.items():
+            cells = []
+            for kind in ("epoch", "eval"):
+                median = statistics.median(measured[kind])
+                stock = statistics.median(times[(name, False)][kind])
+                sasrec = statistics.median(times[("SASRec", fast)][kind])
+                cells += [fmt(measured[kind], 2), f"{median / stock:.2f}", f"{median / sasrec:.2f}"]
+            lines.append(f"| {name} | {'this project' if fast else 'stock'} | " + " | ".join(cells) + " |")
+
     table = "\n".join(lines) + "\n"
     out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out, "w") as f:
-        f.write(f"`{command}`\n\n" + table)
+        f.write(table)
     print(table)
 
 

@@ -1,0 +1,78 @@
+"""fast_kernels: the same functions as RecBole's layers, computed with cheaper CPU kernels."""
+
+import math
+
+import pytest
+import torch
+from recbole.model.layers import FeedForward
+from torch import nn
+
+from recbole_fame import get_model
+from recbole_fame.speedups import FastDropout, use_fast_kernels
+
+from helpers import first_batch, make_config, make_data
+
+
+def test_fused_gelu_matches_recbole_gelu():
+    layer = FeedForward(16, 32, 0.0, "gelu", 1e-12)
+    x = torch.linspace(-8, 8, 4001).reshape(-1, 1).repeat(1, 32)
+    recbole = layer.intermediate_act_fn(x)
+    use_fast_kernels(layer)
+    assert layer.intermediate_act_fn is torch.nn.functional.gelu
+    assert torch.allclose(layer.intermediate_act_fn(x), recbole, atol=1e-6, rtol=0)
+
+
+def test_other_activations_are_left_alone():
+    layer = FeedForward(16, 32, 0.0, "relu", 1e-12)
+    relu = layer.intermediate_act_fn
+    use_fast_kernels(layer)
+    assert layer.intermediate_act_fn is relu
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9])
+def test_fast_dropout_keeps_1_minus_p_and_rescales(p):
+    torch.manual_seed(0)
+    dropout = FastDropout(p)
+    x = torch.ones(400, 1000, requires_grad=True)
+    out = dropout(x)
+    kept = out != 0
+    assert torch.all(out[kept] == 1.0 / (1.0 - p))
+    # 400k Bernoulli draws: 6 standard deviations around 1 - p
+    assert abs(kept.float().mean().item() - (1 - p)) < 6 * math.sqrt(p * (1 - p) / x.numel())
+    out.sum().backward()
+    assert torch.equal(x.grad, out.detach())  # d out / d x is the same mask times the scale
+
+
+def test_fast_dropout_follows_the_torch_seed_and_is_identity_in_eval():
+    dropout = FastDropout(0.5)
+    x = torch.randn(7, 13, 5)
+    torch.manual_seed(3)
+    first = dropout(x)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x), first)
+    assert not torch.equal(dropout(x), first)
+    dropout.eval()
+    assert torch.equal(dropout(x), x)
+
+
+def test_fast_dropout_edge_probabilities():
+    x = torch.randn(3, 4)
+    assert torch.equal(FastDropout(0.0)(x), x)
+    assert torch.equal(FastDropout(1.0)(x), torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("model_name", ["FAME", "SASRec", "GRU4Rec", "CORE"])
+def test_fast_kernels_change_no_eval_score_and_no_parameter(tiny_config, model_name):
+    config = make_config(model_name, tiny_config, pretrain=False)
+    _, train_data, _, test_data = make_data(config)
+    torch.manual_seed(0)
+    model = get_model(model_name)(config, train_data._dataset).eval()
+    batch = first_batch(test_data)
+    before = model.full_sort_predict(batch)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    use_fast_kernels(model)
+    assert any(isinstance(m, FastDropout) for m in model.modules())
+    assert not any(type(m) is nn.Dropout for m in model.modules())
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    assert torch.allclose(model.full_sort_predict(batch), before, atol=1e-5, rtol=0)
