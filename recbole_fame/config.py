@@ -1,7 +1,8 @@
 """Where the plugin's models and yaml files are, and a RecBole ``Config`` that finds them.
 
-Layout as in RecBole-GNN: ``properties/model/<Model>.yaml`` holds a model's defaults and
-``properties/overall.yaml`` the evaluation protocol that ``run_fame.py`` applies to every model.
+Layout as in RecBole-GNN: ``properties/model/<Model>.yaml`` holds a model's defaults,
+``properties/overall.yaml`` the evaluation protocol that ``run_fame.py`` applies to every model, and
+``properties/dataset/<dataset>.yaml`` the settings the paper gives for one dataset.
 ``properties/`` sits at the top of the repository and ships inside the wheel as
 ``recbole_fame/properties``.
 """
@@ -50,6 +51,12 @@ def model_defaults_file(model_name):
     return os.path.join(PROPERTIES_DIR, "model", f"{model_name}.yaml")
 
 
+def dataset_settings_file(dataset):
+    """``properties/dataset/<dataset>.yaml`` when the plugin has settings for ``dataset``."""
+    path = os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml")
+    return path if os.path.isfile(path) else None
+
+
 def resolve_config_file(path):
     """A config file as given, or else the one of that name in ``properties/``."""
     if os.path.isfile(path):
@@ -68,7 +75,7 @@ class Config(RecBoleConfig):
     ``properties/overall.yaml`` under the user's files, to FAME and RecBole's built-ins alike.
 
     Precedence, lowest first: RecBole's defaults, the model's defaults, the protocol, the
-    ``config_file_list`` files, ``config_dict``, the command line.
+    dataset's settings, the ``config_file_list`` files, ``config_dict``, the command line.
     """
 
     def _load_config_files(self, file_list):
@@ -86,6 +93,9 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         self._update_internal_config_dict(PROTOCOL_FILE)
+        dataset_file = dataset_settings_file(dataset)
+        if dataset_file is not None:
+            self._update_internal_config_dict(dataset_file)
 
     def _set_default_parameters(self):
         # The protocol turns sampled negatives off (CE); a pairwise run needs one per positive.

@@ -20,7 +20,7 @@ def test_wheel_ships_properties_and_finds_them(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheel_dir.glob("recbole_fame-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for bundled in ("overall.yaml", "fame.yaml", "model/FAME.yaml"):
+    for bundled in ("overall.yaml", "fame.yaml", "model/FAME.yaml", "dataset/beauty.yaml"):
         assert f"recbole_fame/properties/{bundled}" in names
 
     site = tmp_path / "site"
@@ -36,16 +36,18 @@ def test_wheel_ships_properties_and_finds_them(tmp_path):
     probe = (
         "import json, recbole_fame; from recbole.config import Config; "
         "c = Config(model=recbole_fame.FAME, dataset='ml-100k'); "
-        "d = recbole_fame.Config(model='FAME', dataset='ml-100k', config_file_list=['fame.yaml']); "
-        "print(json.dumps([recbole_fame.__file__, c['n_experts'], c['final_residual'], d['topk'], d['n_experts']]))"
+        "d = recbole_fame.Config(model='FAME', dataset='ml-20m', config_file_list=['fame.yaml']); "
+        "print(json.dumps([recbole_fame.__file__, c['n_experts'], c['final_residual'], d['topk'], "
+        "d['n_experts'], d['item_inter_num_interval']]))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=elsewhere, env=env
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    module_file, n_experts, final_residual, topk, fame_yaml_experts = json.loads(out.stdout)
+    module_file, n_experts, final_residual, topk, ml20m_experts, core = json.loads(out.stdout)
     assert module_file.startswith(str(site))
     assert (n_experts, final_residual) == (4, "projection")  # properties/model/FAME.yaml
     assert topk == [5, 10, 20]  # properties/overall.yaml
-    assert fame_yaml_experts == 8  # properties/fame.yaml
+    assert ml20m_experts == 32  # properties/dataset/ml-20m.yaml
+    assert core == "[5,inf)"  # properties/fame.yaml

@@ -140,7 +140,7 @@ def test_run_fame_cli_as_the_readme_writes_it(tmp_path):
     done = _run_fame(tmp_path, "--dataset=ml-20m", "--config_files=fame.yaml", "--epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
     log_text = _logs(tmp_path / "log" / "FAME")
-    assert "n_experts = 8" in log_text and "user_inter_num_interval = [5,inf)" in log_text
+    assert "n_experts = 32" in log_text and "user_inter_num_interval = [5,inf)" in log_text  # dataset/ml-20m.yaml, fame.yaml
     assert "Stage 2/2: FAME fine-tuned from" in log_text
     assert log_text.count("test result") == 2  # SASRec's (stage 1), then FAME's
 
@@ -169,3 +169,17 @@ def test_recbole_models_import_leaves_anomaly_detection_off():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_dataset_settings_sit_between_the_protocol_and_the_user():
+    from recbole_fame import Config
+
+    sports = Config(model="FAME", dataset="sports")
+    assert (sports["n_heads"], sports["n_experts"]) == (2, 16)  # properties/dataset/sports.yaml
+    assert sports["topk"] == [5, 10, 20]  # the protocol still applies
+    override = Config(model="FAME", dataset="sports", config_dict={"n_experts": 8})
+    assert override["n_experts"] == 8
+    ml20m = Config(model="SASRec", dataset="ml-20m", config_file_list=["fame.yaml"])
+    assert ml20m["n_heads"] == 8 and ml20m["user_inter_num_interval"] == "[5,inf)"
+    other = Config(model="FAME", dataset="ml-100k")
+    assert (other["n_heads"], other["n_experts"]) == (2, 4)  # properties/model/FAME.yaml
