@@ -8,11 +8,11 @@ min-max. Two parts:
 
 1. Training step, on the same ``--steps`` batches of RecBole's loader (padded to the full length),
    for SASRec, FAME (H, N) and FAME (H, 32): seconds per step, peak extra memory of a step, and
-   ratios against SASRec under the same kernels. ``stock kernels`` is RecBole as shipped (with the
-   anomaly detection its ``sine.py`` switches on); ``fast kernels`` is this project's
-   (``recbole_fame.compat`` + ``fast_kernels``).
+   ratios against SASRec under the same layers. ``stock layers`` is RecBole as shipped (with the
+   anomaly detection its ``sine.py`` switches on); ``fast layers`` is this project's
+   (``recbole_fame.compat`` + ``fast_layers``).
 2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N): the stock pipeline
-   (RecBole's loaders, stock kernels) against this project's (``fast_kernels`` +
+   (RecBole's loaders, stock layers) against this project's (``fast_layers`` +
    ``length_bucketing``), and the ratio of the two.
 
 Peak memory is read from glibc's ``mallinfo2`` after every operator of the step (a dispatch mode),
@@ -34,7 +34,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from recbole_fame import Config, get_model
 from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.converters import convert
-from recbole_fame.speedups import use_fast_kernels
+from recbole_fame.speedups import use_fast_layers
 
 
 def parse_args():
@@ -100,8 +100,8 @@ def build(model_name, dataset_name, settings, train_data, **overrides):
     config = Config(model=model_name, dataset=dataset_name, config_dict={**settings, **overrides})
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(model_name)(config, train_data._dataset).to(config["device"])
-    if config["fast_kernels"]:
-        use_fast_kernels(model)
+    if config["fast_layers"]:
+        use_fast_layers(model)
     return get_trainer(config["MODEL_TYPE"], model_name)(config, model)
 
 
@@ -140,7 +140,7 @@ def main():
     for name, (model_name, extra) in specs.items():
         for fast in (False, True):
             steps[(name, fast)] = build(model_name, args.dataset, settings, train_stock,
-                                        fast_kernels=fast, **extra)
+                                        fast_layers=fast, **extra)
     step_times = {key: [] for key in steps}
     for trainer in steps.values():  # warm-up
         train_step(trainer, batches[0])
@@ -164,7 +164,7 @@ def main():
         "",
         f"### Training step ({args.steps} batches of RecBole's loader, padded to 50)",
         "",
-        "| model | kernels | s / step | / SASRec, same kernels | / stock kernels | peak step memory MiB | / SASRec |",
+        "| model | layers | s / step | / SASRec, same layers | / stock layers | peak step memory MiB | / SASRec |",
         "|---|---|---|---|---|---|---|",
     ]
     for (name, fast), values in step_times.items():
@@ -184,7 +184,7 @@ def main():
             model_name, extra = specs[name]
             for fast in (False, True):
                 epochs[(name, fast)] = build(model_name, args.dataset, settings, data[fast][0],
-                                             fast_kernels=fast, length_bucketing=fast, **extra)
+                                             fast_layers=fast, length_bucketing=fast, **extra)
         times = {key: {"epoch": [], "eval": []} for key in epochs}
         for rep in range(args.reps):
             for (name, fast), trainer in epochs.items():
@@ -203,7 +203,7 @@ def main():
             "",
             "### Epoch and full-sort validation",
             "",
-            "stock = RecBole 1.2.1 as shipped; this project = `fast_kernels` + `length_bucketing`.",
+            "stock = RecBole 1.2.1 as shipped; this project = `fast_layers` + `length_bucketing`.",
             "",
             "| model | pipeline | train epoch s | / stock, same model | / SASRec, same pipeline | valid eval s | / stock | / SASRec |",
             "|---|---|---|---|---|---|---|---|",

@@ -18,7 +18,7 @@ from recbole.utils import get_trainer, init_logger, init_seed, set_color
 from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
-from recbole_fame.speedups import use_fast_kernels
+from recbole_fame.speedups import use_fast_layers
 
 # What FAME shares with the SASRec it is built from.
 BACKBONE_KEYS = (
@@ -88,8 +88,8 @@ def train_and_test(config, train_data, valid_data, test_data, saved=True):
     start = time.time()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    if config["fast_kernels"]:
-        use_fast_kernels(model)
+    if config["fast_layers"]:
+        use_fast_layers(model)
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     best_valid_score, best_valid_result = trainer.fit(

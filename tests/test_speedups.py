@@ -1,4 +1,4 @@
-"""fast_kernels: the same functions as RecBole's layers, computed with cheaper CPU kernels."""
+"""fast_layers: the same functions as RecBole's layers, computed with cheaper CPU kernels."""
 
 import math
 
@@ -8,7 +8,7 @@ from recbole.model.layers import FeedForward
 from torch import nn
 
 from recbole_fame import get_model
-from recbole_fame.speedups import FastDropout, use_fast_kernels
+from recbole_fame.speedups import FastDropout, use_fast_layers
 
 from helpers import first_batch, make_config, make_data
 
@@ -17,7 +17,7 @@ def test_fused_gelu_matches_recbole_gelu():
     layer = FeedForward(16, 32, 0.0, "gelu", 1e-12)
     x = torch.linspace(-8, 8, 4001).reshape(-1, 1).repeat(1, 32)
     recbole = layer.intermediate_act_fn(x)
-    use_fast_kernels(layer)
+    use_fast_layers(layer)
     assert layer.intermediate_act_fn is torch.nn.functional.gelu
     assert torch.allclose(layer.intermediate_act_fn(x), recbole, atol=1e-6, rtol=0)
 
@@ -25,7 +25,7 @@ def test_fused_gelu_matches_recbole_gelu():
 def test_other_activations_are_left_alone():
     layer = FeedForward(16, 32, 0.0, "relu", 1e-12)
     relu = layer.intermediate_act_fn
-    use_fast_kernels(layer)
+    use_fast_layers(layer)
     assert layer.intermediate_act_fn is relu
 
 
@@ -62,7 +62,7 @@ def test_fast_dropout_edge_probabilities():
 
 
 @pytest.mark.parametrize("model_name", ["FAME", "SASRec", "GRU4Rec", "CORE"])
-def test_fast_kernels_change_no_eval_score_and_no_parameter(tiny_config, model_name):
+def test_fast_layers_change_no_eval_score_and_no_parameter(tiny_config, model_name):
     config = make_config(model_name, tiny_config, pretrain=False)
     _, train_data, _, test_data = make_data(config)
     torch.manual_seed(0)
@@ -70,9 +70,30 @@ def test_fast_kernels_change_no_eval_score_and_no_parameter(tiny_config, model_n
     batch = first_batch(test_data)
     before = model.full_sort_predict(batch)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    use_fast_kernels(model)
+    use_fast_layers(model)
     assert any(isinstance(m, FastDropout) for m in model.modules())
     assert not any(type(m) is nn.Dropout for m in model.modules())
     assert model.state_dict().keys() == state.keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
     assert torch.allclose(model.full_sort_predict(batch), before, atol=1e-5, rtol=0)
+
+
+def test_sasrec_last_layer_at_the_predicted_position_gives_the_same_scores_and_loss(tiny_config):
+    config = make_config("SASRec", tiny_config, n_layers=3)
+    _, train_data, _, test_data = make_data(config)
+    torch.manual_seed(0)
+    model = get_model("SASRec")(config, train_data._dataset).eval()
+    stock = get_model("SASRec")(config, train_data._dataset).eval()
+    stock.load_state_dict(model.state_dict())
+    use_fast_layers(model)
+    assert model.forward.__func__ is not type(model).forward
+    for data in (train_data, test_data):
+        batch = first_batch(data)
+        assert torch.allclose(model.full_sort_predict(batch), stock.full_sort_predict(batch), atol=1e-5, rtol=0)
+    batch = first_batch(train_data)
+    loss, stock_loss = model.calculate_loss(batch), stock.calculate_loss(batch)
+    assert torch.allclose(loss, stock_loss, atol=1e-6, rtol=0)
+    loss.backward()
+    stock_loss.backward()
+    for (name, p), q in zip(model.named_parameters(), stock.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=0), name
