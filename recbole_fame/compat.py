@@ -26,6 +26,8 @@
    data) wrote to one file, and under DDP each rank named it by its own clock while only rank 0
    writes it. A name already taken gets a suffix, every rank uses rank 0's name, and ranks wait
    after each save so that none reads a file being written.
+6. Folders made by several processes at once: RecBole's ``ensure_dir`` checks, then creates, so
+   two ranks making ``log/`` or ``checkpoint_dir`` together failed with ``FileExistsError``.
 """
 
 import functools
@@ -52,6 +54,7 @@ def apply():
     _undo_global_anomaly_detection()
     _distributed_device_with_gloo_on_cpu()
     _one_checkpoint_file_per_run()
+    _ensure_dir_safe_for_concurrent_processes()
     _applied = True
 
 
@@ -191,3 +194,27 @@ def _one_checkpoint_file_per_run():
 
     Trainer.__init__ = __init__
     Trainer._save_checkpoint = _save_checkpoint
+
+
+def _ensure_dir_safe_for_concurrent_processes():
+    import importlib
+
+    import recbole.utils.utils
+
+    original = recbole.utils.utils.ensure_dir
+
+    def ensure_dir(dir_path):
+        os.makedirs(dir_path, exist_ok=True)
+
+    # Each module that imported the function by name holds its own reference.
+    for name in (
+        "recbole.utils.utils",
+        "recbole.utils",
+        "recbole.utils.logger",
+        "recbole.trainer.trainer",
+        "recbole.data.utils",
+        "recbole.data.dataset.dataset",
+    ):
+        module = importlib.import_module(name)
+        if getattr(module, "ensure_dir", None) is original:
+            module.ensure_dir = ensure_dir

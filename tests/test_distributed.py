@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import recbole.trainer.trainer as trainer_module
+import recbole.utils.logger
 import torch
 from recbole.model.sequential_recommender import SASRec
 from recbole.utils import get_trainer
@@ -126,3 +127,14 @@ def test_trainers_started_in_the_same_second_get_their_own_checkpoint_files(tiny
     open(taken, "w").close()  # a file of an earlier run, not to be overwritten
     names = [trainer_class(config, SASRec(config, train_data._dataset)).saved_model_file for _ in range(2)]
     assert names == [taken[: -len(".pth")] + "-2.pth", taken[: -len(".pth")] + "-3.pth"]
+
+
+def test_folders_made_by_two_processes_at_once(tmp_path, monkeypatch):
+    """RecBole checked, then created: a rank that lost the race got FileExistsError."""
+    folder = tmp_path / "log"
+    folder.mkdir()
+    # The other rank made the folder between this one's check and its makedirs.
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    for ensure_dir in (recbole.utils.logger.ensure_dir, trainer_module.ensure_dir):
+        ensure_dir(str(folder))
+    assert folder.is_dir()
