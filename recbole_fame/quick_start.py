@@ -84,7 +84,7 @@ def run(
     )
 
     pretrain_result = None
-    if config["model"] == "FAME" and config["pretrain"] and not config["pretrained_path"]:
+    if trains_stage_one(config):
         sasrec_config = Config(
             model="SASRec",
             dataset=config["dataset"],
@@ -104,6 +104,11 @@ def run(
             json.dump({"dataset": config["dataset"], **result}, f, indent=2)
         logger.info(set_color("Result written to ", "blue") + result_file)
     return result
+
+
+def trains_stage_one(config):
+    """Whether ``run`` trains SASRec first for this config (FAME, pretraining, no checkpoint given)."""
+    return config["model"] == "FAME" and bool(config["pretrain"]) and not config["pretrained_path"]
 
 
 def train_and_test(config, train_data, valid_data, test_data, saved=True):

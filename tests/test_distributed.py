@@ -14,6 +14,7 @@ from recbole.model.sequential_recommender import SASRec
 from recbole.utils import get_trainer
 
 from recbole_fame import Config
+from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.quick_start import run
 
 from helpers import make_config, make_data
@@ -138,3 +139,11 @@ def test_folders_made_by_two_processes_at_once(tmp_path, monkeypatch):
     for ensure_dir in (recbole.utils.logger.ensure_dir, trainer_module.ensure_dir):
         ensure_dir(str(folder))
     assert folder.is_dir()
+
+
+def test_length_bucketing_keeps_recboles_distributed_samplers(tiny_config, caplog):
+    config = make_config("SASRec", tiny_config, length_bucketing=True)
+    loaders = make_data(config)[1:]
+    config["single_spec"] = False  # what a rank's config says (no process group needed here)
+    assert bucket_dataloaders(config, *loaders) == loaders
+    assert "SASRec keeps RecBole's batches" in caplog.text
