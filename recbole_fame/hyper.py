@@ -219,13 +219,14 @@ def write_tables(files, header, names, rows):
     test_metrics = list(best["test_result"])
     ordered = sorted(rows, key=lambda r: [_sort_key(r["params"][n]) for n in names])
 
+    two_stage = any(r["stage_one"] != "none" for r in rows)
     table = []
     for row in ordered:
+        stage_one = {"stage 1": row["stage_one"], f"SASRec valid {metric}": row["stage_one_valid_score"]}
         table.append(
             {
                 **{n: row["params"][n] for n in names},
-                "stage 1": row["stage_one"],
-                f"SASRec valid {metric}": row["stage_one_valid_score"],
+                **(stage_one if two_stage else {}),
                 f"valid {metric}": row["best_valid_score"],
                 **{f"test {m}": row["test_result"][m] for m in test_metrics},
                 "seconds": row["seconds"],
@@ -255,7 +256,7 @@ def write_tables(files, header, names, rows):
         f"- selection: best validation {metric} ({'higher' if best['valid_score_bigger'] else 'lower'} is better)",
         f"- best: {flags} (valid {metric} {best['best_valid_score']}, "
         f"test {metric} {best['test_result'].get(metric)}); its checkpoint: `{best['model_file']}`",
-        f"- stage 1 (SASRec): trained {trained} times, reused {reused} times",
+        *([f"- stage 1 (SASRec): trained {trained} times, reused {reused} times"] if two_stage else []),
         "",
         "| " + " | ".join(c for c in columns if c != "best") + " |",
         "|" + "---|" * (len(columns) - 1),

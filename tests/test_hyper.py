@@ -91,6 +91,16 @@ def test_points_that_change_stage_one_retrain_it(tiny_config, tmp_path, training
     assert os.path.dirname(os.path.dirname(found["files"]["md"])) == tiny_config["checkpoint_dir"]
 
 
+def test_grid_of_a_one_stage_model_has_no_stage_one_columns(tiny_config, tmp_path, trainings):
+    params = write_params(tmp_path, "learning_rate choice [0.01]\n")
+    found = hyper_search("SASRec", "tiny", params, config_dict={**tiny_config, "epochs": 1})
+    assert trainings == ["SASRec"] and found["rows"][0]["stage_one"] == "none"
+    with open(found["files"]["md"]) as f:
+        md = f.read()
+    assert "# Hyper-parameter search: SASRec on tiny" in md and "stage 1" not in md
+    assert "| learning_rate | valid ndcg@10 | test hit@5 |" in md
+
+
 def test_shipped_params_files_hold_the_papers_grids(tiny_config):
     config = Config(model="FAME", dataset="tiny", config_dict=tiny_config)
     grids = {}
