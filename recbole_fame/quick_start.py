@@ -18,6 +18,7 @@ from recbole.utils import get_trainer, init_logger, init_seed, set_color
 from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
+from recbole_fame.distributed import parameter_checksums, run_distributed
 from recbole_fame.speedups import use_fast_layers
 
 # What FAME shares with the SASRec it is built from.
@@ -36,13 +37,37 @@ BACKBONE_KEYS = (
 )
 
 
-def run(model="FAME", dataset="ml-100k", config_file_list=None, config_dict=None, saved=True):
+def run(
+    model="FAME",
+    dataset="ml-100k",
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    nproc=1,
+    world_size=-1,
+    ip="localhost",
+    port="5678",
+    group_offset=0,
+):
     """Train and test ``model`` on ``dataset``.
 
     Returns the result dict of RecBole's ``run_recbole`` plus ``model_file``, ``seconds`` and,
     for FAME's two-stage run, ``pretrain_result`` (SASRec's, in the same form). When ``saved``,
     the result is also written as JSON next to the checkpoint (``<model_file>.json``).
+
+    ``nproc``, ``world_size``, ``ip``, ``port`` and ``group_offset`` are those of RecBole's
+    ``run``: with ``nproc > 1`` or a ``world_size``, training runs in ``nproc`` processes with
+    DistributedDataParallel (:mod:`recbole_fame.distributed`), and the result of rank 0 is
+    returned, with ``rank_checksums`` of each stage's parameters after training.
     """
+    if nproc != 1 or world_size > 0:
+        # Bad config files and missing data get their clear errors here, not once per process.
+        check_dataset_files(
+            Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        )
+        return run_distributed(
+            model, dataset, config_file_list, config_dict, saved, nproc, world_size, ip, port, group_offset
+        )
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
@@ -60,7 +85,7 @@ def run(model="FAME", dataset="ml-100k", config_file_list=None, config_dict=None
     )
 
     pretrain_result = None
-    if config["model"] == "FAME" and config["pretrain"] and not config["pretrained_path"]:
+    if trains_stage_one(config):
         sasrec_config = Config(
             model="SASRec",
             dataset=config["dataset"],
@@ -74,12 +99,17 @@ def run(model="FAME", dataset="ml-100k", config_file_list=None, config_dict=None
 
     result = train_and_test(config, train_data, valid_data, test_data, saved)
     result["pretrain_result"] = pretrain_result
-    if saved:
+    if saved and config["local_rank"] == 0:  # under DDP, rank 0 writes (as RecBole's trainer)
         result_file = os.path.splitext(result["model_file"])[0] + ".json"
         with open(result_file, "w") as f:
             json.dump({"dataset": config["dataset"], **result}, f, indent=2)
         logger.info(set_color("Result written to ", "blue") + result_file)
     return result
+
+
+def trains_stage_one(config):
+    """Whether ``run`` trains SASRec first for this config (FAME, pretraining, no checkpoint given)."""
+    return config["model"] == "FAME" and bool(config["pretrain"]) and not config["pretrained_path"]
 
 
 def train_and_test(config, train_data, valid_data, test_data, saved=True):
@@ -95,6 +125,10 @@ def train_and_test(config, train_data, valid_data, test_data, saved=True):
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    # Under DDP, before the best checkpoint is reloaded: did every rank end with the same weights?
+    rank_checksums = None if config["single_spec"] else parameter_checksums(trainer.model)
+    if rank_checksums and len(set(rank_checksums)) > 1:
+        logger.error(f"Ranks ended training with different parameters: {rank_checksums}")
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
     )
@@ -108,4 +142,5 @@ def train_and_test(config, train_data, valid_data, test_data, saved=True):
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
         "seconds": round(time.time() - start, 1),
+        **({"rank_checksums": rank_checksums} if rank_checksums else {}),
     }

@@ -20,7 +20,8 @@ def test_wheel_ships_properties_and_finds_them(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheel_dir.glob("recbole_fame-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for bundled in ("overall.yaml", "fame.yaml", "model/FAME.yaml", "dataset/beauty.yaml"):
+    for bundled in ("overall.yaml", "fame.yaml", "model/FAME.yaml", "dataset/beauty.yaml",
+                    "hyper/fame.hyper"):
         assert f"recbole_fame/properties/{bundled}" in names
 
     site = tmp_path / "site"
