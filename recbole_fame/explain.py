@@ -118,30 +118,45 @@ def _check_k(dataset, k):
 
 
 def user_history(dataset, test_data, user):
-    """The history the model reads for raw user id ``user``, and the ground truth if in the test split.
+    """The history to explain for raw user id ``user``, oldest first, and the ground truth if the
+    user is in the test split.
 
     A test user's history is the one the test split scores (the ground truth excluded). Another
-    user's is all of their interactions, oldest first, with no ground truth.
+    user's is everything the dataset holds of them (their latest sample and its target, once
+    RecBole has built the samples; else their interactions by time), with no ground truth.
     """
     uid_field, iid_field = dataset.uid_field, dataset.iid_field
     token_to_id = dataset.field2token_id[uid_field]
     if str(user) not in token_to_id or token_to_id[str(user)] == 0:
         raise ValueError(f"User '{user}' is not in dataset '{dataset.dataset_name}'")
     uid = token_to_id[str(user)]
+    list_field = iid_field + dataset.config["LIST_SUFFIX"]
+    length_field = dataset.config["ITEM_LIST_LENGTH_FIELD"]
+
+    def sample(feat, row):
+        history = feat[list_field][row, : int(feat[length_field][row])]
+        return dataset.id2token(iid_field, history).tolist(), str(dataset.id2token(iid_field, int(feat[iid_field][row])))
+
     test_feat = test_data._dataset.inter_feat
     rows = (test_feat[uid_field] == uid).nonzero().flatten()
-    list_field = iid_field + dataset.config["LIST_SUFFIX"]
     if len(rows):
-        row = int(rows[-1])
-        length = int(test_feat[dataset.config["ITEM_LIST_LENGTH_FIELD"]][row])
-        history = test_feat[list_field][row, :length]
-        target = dataset.id2token(iid_field, int(test_feat[iid_field][row]))
-        return dataset.id2token(iid_field, history).tolist(), str(target)
-    feat = dataset.inter_feat
-    mine = (feat[uid_field] == uid).nonzero().flatten().numpy()
-    if dataset.time_field:
-        mine = mine[np.argsort(feat[dataset.time_field][mine].numpy(), kind="stable")]
-    return dataset.id2token(iid_field, feat[iid_field][mine]).tolist(), None
+        return sample(test_feat, int(rows[-1]))
+    feat = dataset.inter_feat  # RecBole's Interaction, or a DataFrame before the samples are built
+    rows = np.flatnonzero(np.asarray(feat[uid_field]) == uid)
+    times = np.asarray(feat[dataset.time_field])[rows] if dataset.time_field in feat.columns else None
+    if len(rows) and list_field in feat.columns:  # one sample per target item
+        # The latest sample: the last one of the user when no time field orders them.
+        latest = rows[times.argmax()] if times is not None else rows[-1]
+        history, target = sample(feat, int(latest))
+        return history + [target], None
+    if len(rows):  # raw interactions
+        if times is not None:
+            rows = rows[np.argsort(times, kind="stable")]
+        return dataset.id2token(iid_field, np.asarray(feat[iid_field])[rows]).tolist(), None
+    raise ValueError(
+        f"User '{user}' has no history the model can read in dataset '{dataset.dataset_name}' "
+        "(a single interaction makes no sample)"
+    )
 
 
 @torch.no_grad()
