@@ -6,10 +6,13 @@ import os
 
 import pytest
 import torch
+from recbole.model.sequential_recommender import GRU4Rec, SASRec
 from recbole.trainer import Trainer
 
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
 from recbole_fame.quick_start import resume, run
+
+from helpers import make_config, make_data
 
 
 class Interrupted(Exception):
@@ -142,3 +145,22 @@ def test_same_seed_same_result_other_seed_other_weights(tiny_config, tmp_path):
     weights = load_checkpoint(other["model_file"])["state_dict"]
     expected = load_checkpoint(first["model_file"])["state_dict"]
     assert not torch.equal(weights["item_embedding.weight"], expected["item_embedding.weight"])
+
+
+def test_stock_trainer_resume_checkpoint_reads_torch_2_6_checkpoints(tiny_config):
+    """compat.py: RecBole's own Trainer.resume_checkpoint, which torch.load's default refused."""
+    result = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 2})
+    saved = load_checkpoint(result["model_file"])
+    config = saved["config"]
+    _, train_data, _, _ = make_data(config)
+    model = SASRec(config, train_data._dataset)
+    trainer = Trainer(config, model)
+    trainer.resume_checkpoint(result["model_file"])
+    assert trainer.start_epoch == saved["epoch"] + 1 and trainer.saved_model_file == result["model_file"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved["state_dict"][key]), key
+
+    gru_config = make_config("GRU4Rec", tiny_config)
+    gru_trainer = Trainer(gru_config, GRU4Rec(gru_config, train_data._dataset))
+    with pytest.raises(CheckpointError, match=f"Cannot resume GRU4Rec from {result['model_file']}: it is a checkpoint of 'SASRec'"):
+        gru_trainer.resume_checkpoint(result["model_file"])
