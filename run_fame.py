@@ -32,11 +32,14 @@ def main():
     parser.add_argument("--topk", type=int, default=20, help="length of the explained lists")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a figure there")
     # Every other --key=value is a RecBole config key, read by Config from the command line.
-    args, _ = parser.parse_known_args()
+    args, config_args = parser.parse_known_args()
     if (args.explain or args.explain_summary) and not args.checkpoint:
         parser.error("--explain and --explain-summary need --checkpoint=PATH")
     if args.explain and args.user is None:
         parser.error("--explain needs --user=RAW_USER_ID")
+    if args.resume and (config_args or args.config_files):
+        settings = config_args + ([f"--config_files={args.config_files}"] if args.config_files else [])
+        parser.error(f"--resume takes every setting from the checkpoint; drop {' '.join(settings)}")
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     if args.explain or args.explain_summary:
         from recbole_fame.explain import explain_command, explain_summary_command
