@@ -4,13 +4,16 @@
     python run_fame.py --dataset=ml-20m --config_files=fame.yaml
     python run_fame.py --model=SASRec --epochs=5         # any RecBole model, any config key
     python run_fame.py --nproc=2                         # 2 processes, DistributedDataParallel
+    python run_fame.py --resume=saved/FAME-....pth       # go on with an interrupted run
+    python run_fame.py --explain --checkpoint=saved/FAME-....pth --user=196 [--topk=20] [--plot=u196.png]
+    python run_fame.py --explain-summary --checkpoint=saved/FAME-....pth [--plot=summary.png]
 """
 
 import argparse
 import sys
 
 from recbole_fame.checkpoint import CheckpointError
-from recbole_fame.quick_start import run
+from recbole_fame.quick_start import resume, run
 
 
 def main():
@@ -26,23 +29,52 @@ def main():
     parser.add_argument("--ip", default="localhost", help="address of the machine of rank 0")
     parser.add_argument("--port", default="5678", help="free port on the machine of rank 0")
     parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
+    parser.add_argument("--resume", metavar="PATH", help="go on with the run that wrote this checkpoint")
+    parser.add_argument("--explain", action="store_true", help="explain FAME's lists for --user (Fig. 7)")
+    parser.add_argument(
+        "--explain-summary", action="store_true", help="gates, experts and lists over all test users"
+    )
+    parser.add_argument("--checkpoint", metavar="PATH", help="the FAME checkpoint to explain")
+    parser.add_argument("--user", help="raw user id to explain")
+    parser.add_argument("--topk", type=int, default=20, help="length of the explained lists")
+    parser.add_argument("--plot", metavar="FILE.png", help="also write a figure there")
     # Every other --key=value is a RecBole config key, read by Config from the command line.
-    args, _ = parser.parse_known_args()
+    args, config_args = parser.parse_known_args()
+    if (args.explain or args.explain_summary) and not args.checkpoint:
+        parser.error("--explain and --explain-summary need --checkpoint=PATH")
+    if args.explain and args.user is None:
+        parser.error("--explain needs --user=RAW_USER_ID")
+    if args.resume and (config_args or args.config_files):
+        settings = config_args + ([f"--config_files={args.config_files}"] if args.config_files else [])
+        parser.error(f"--resume takes every setting from the checkpoint; drop {' '.join(settings)}")
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
+    if args.explain or args.explain_summary:
+        from recbole_fame.explain import explain_command, explain_summary_command
+
+        try:
+            if args.explain:
+                print(explain_command(args.checkpoint, args.user, args.topk, args.plot))
+            else:
+                print(explain_summary_command(args.checkpoint, args.topk, args.plot))
+        except (FileNotFoundError, CheckpointError, ValueError) as exc:  # ValueError: user, topk
+            sys.exit(f"error: {exc}")
+        return
     try:
-        run(
-            model=args.model,
-            dataset=args.dataset,
-            config_file_list=config_file_list,
-            nproc=args.nproc,
-            world_size=args.world_size,
-            ip=args.ip,
-            port=args.port,
-            group_offset=args.group_offset,
-        )
+        if args.resume:
+            resume(args.resume)
+        else:
+            run(
+                model=args.model,
+                dataset=args.dataset,
+                config_file_list=config_file_list,
+                nproc=args.nproc,
+                world_size=args.world_size,
+                ip=args.ip,
+                port=args.port,
+                group_offset=args.group_offset,
+            )
     except (FileNotFoundError, CheckpointError) as exc:
         sys.exit(f"error: {exc}")
-
 
 if __name__ == "__main__":
     main()

@@ -38,6 +38,30 @@ def checkpoint_model_name(checkpoint):
         return None
 
 
+def checkpoint_config(checkpoint, path):
+    """The RecBole ``Config`` a trainer pickled into ``checkpoint`` (read from ``path``)."""
+    if checkpoint_model_name(checkpoint) is None:
+        raise CheckpointError(
+            f"{path} holds no RecBole config with a model name: it was not written by a RecBole trainer"
+        )
+    return checkpoint["config"]
+
+
+def load_model_state(model, checkpoint, path):
+    """Load ``checkpoint``'s weights (and RecBole's ``other_parameter``) into ``model``.
+
+    A state dict that does not fit (another model, dataset or size) raises
+    :class:`CheckpointError` naming ``path`` instead of torch's bare ``RuntimeError``.
+    """
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path} does not fit this {type(model).__name__}: {exc}"
+        ) from exc
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+
+
 def copy_matching_tensors(path, source_state, target_module, expected_extra, expected_missing):
     """Copy every tensor of ``source_state`` into ``target_module`` under the same name.
 

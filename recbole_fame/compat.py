@@ -7,9 +7,12 @@
 2. Checkpoints on torch >= 2.6: RecBole pickles its ``Config`` into every checkpoint and reloads
    it with ``torch.load``'s new default ``weights_only=True``, which refuses it (torch's
    weights-only unpickler cannot even parse the protocol-4 pickle RecBole writes), so
-   ``trainer.evaluate(load_best_model=True)`` fails on RecBole's own files. It now goes through
-   :func:`recbole_fame.checkpoint.load_checkpoint`, which unpickles only the file the trainer
-   wrote or the caller named.
+   ``trainer.evaluate(load_best_model=True)`` and ``trainer.resume_checkpoint(file)`` fail on
+   RecBole's own files. Both now go through :func:`recbole_fame.checkpoint.load_checkpoint`, which
+   unpickles only the file the trainer wrote or the caller named. ``resume_checkpoint`` also
+   raises :class:`~recbole_fame.checkpoint.CheckpointError` naming the file when it is of another
+   model or lacks the training state (RecBole only warned, then failed inside ``load_state_dict``),
+   and returns the checkpoint so subclasses can read their own entries without a second load.
 3. Autograd anomaly detection: importing ``recbole.model.sequential_recommender`` runs
    ``sine.py``, whose module level calls ``torch.autograd.set_detect_anomaly(True)`` for the whole
    process. Every model then records a stack trace per operation and scans every gradient for
@@ -39,7 +42,12 @@ import torch.distributed as dist
 from recbole.config import Config
 from recbole.trainer import Trainer
 
-from recbole_fame.checkpoint import load_checkpoint
+from recbole_fame.checkpoint import (
+    CheckpointError,
+    checkpoint_model_name,
+    load_checkpoint,
+    load_model_state,
+)
 from recbole_fame.config import model_defaults_file
 
 _applied = False
@@ -79,14 +87,43 @@ def _load_checkpoints_as_trusted_files():
         if load_best_model and eval_data:
             checkpoint_file = model_file or self.saved_model_file
             checkpoint = load_checkpoint(checkpoint_file, self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            load_model_state(self.model, checkpoint, checkpoint_file)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         return original_evaluate(
             self, eval_data, load_best_model=False, show_progress=show_progress
         )
 
     Trainer.evaluate = evaluate
+
+    def resume_checkpoint(self, resume_file):
+        """RecBole's ``resume_checkpoint`` on torch >= 2.6; returns the checkpoint read."""
+        resume_file = str(resume_file)
+        checkpoint = load_checkpoint(resume_file, self.device)
+        model_name = checkpoint_model_name(checkpoint)
+        if model_name is None or model_name.lower() != self.config["model"].lower():
+            raise CheckpointError(
+                f"Cannot resume {self.config['model']} from {resume_file}: it is a checkpoint of {model_name!r}"
+            )
+        missing = [
+            key
+            for key in ("epoch", "cur_step", "best_valid_score", "optimizer")
+            if key not in checkpoint
+        ]
+        if missing:
+            raise CheckpointError(
+                f"Cannot resume from {resume_file}: it lacks the training state {missing} "
+                "a RecBole trainer writes during fit()"
+            )
+        self.saved_model_file = resume_file  # training goes on writing the same file
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        load_model_state(self.model, checkpoint, resume_file)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
+        return checkpoint
+
+    Trainer.resume_checkpoint = resume_checkpoint
 
 
 

@@ -3,7 +3,8 @@
 For FAME with ``pretrain: True`` and no ``pretrained_path`` (section 4.4.2): SASRec is trained
 with FAME's backbone settings on the same split, saved, and FAME is built from that checkpoint
 and fine-tuned end to end. Any other model (``SASRec``, ``GRU4Rec``, ``CORE``, ...) is trained
-and tested once, through the same data, protocol and evaluator.
+and tested once, through the same data, protocol and evaluator. :func:`resume` goes on with an
+interrupted run from its checkpoint.
 """
 
 import json
@@ -12,14 +13,17 @@ import sys
 import time
 from logging import getLogger
 
+import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
 from recbole_fame.bucketing import bucket_dataloaders
+from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
 from recbole_fame.distributed import parameter_checksums, run_distributed
 from recbole_fame.speedups import use_fast_layers
+from recbole_fame.trainer import resumable
 
 # What FAME shares with the SASRec it is built from.
 BACKBONE_KEYS = (
@@ -71,20 +75,10 @@ def run(
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    logger = getLogger()
-    logger.info(sys.argv)
-    logger.info(config)
+    _start(config)
+    data = prepare_data(config)[1:]
 
-    check_dataset_files(config)
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = bucket_dataloaders(
-        config, *data_preparation(config, dataset)
-    )
-
-    pretrain_result = None
+    sasrec_config = None
     if trains_stage_one(config):
         sasrec_config = Config(
             model="SASRec",
@@ -92,12 +86,99 @@ def run(
             config_file_list=config_file_list,
             config_dict={**(config_dict or {}), **{k: config[k] for k in BACKBONE_KEYS}},
         )
+    return _run_stages(config, sasrec_config, data, saved)
+
+
+def trains_stage_one(config):
+    """Whether ``run`` trains SASRec first for this config (FAME, pretraining, no checkpoint given)."""
+    return config["model"] == "FAME" and bool(config["pretrain"]) and not config["pretrained_path"]
+
+
+def resume(checkpoint_file):
+    """Go on with the training run that wrote ``checkpoint_file``, with the settings stored in it.
+
+    The checkpoint's own stage is resumed: a FAME checkpoint goes on training FAME; the SASRec
+    checkpoint of FAME's stage 1 goes on training SASRec and then runs stage 2 with the FAME
+    settings stored beside it. With a checkpoint written by this package's trainer the run ends
+    with the result the uninterrupted run would have had (see :mod:`recbole_fame.trainer`).
+    Returns what :func:`run` returns.
+    """
+    # Read once here for the settings; the trainer reads it again for the weights.
+    checkpoint = load_checkpoint(checkpoint_file)
+    config = checkpoint_config(checkpoint, checkpoint_file)
+    next_stage = checkpoint.get("next_stage")
+    del checkpoint
+    use_available_device(config)
+    _start(config)
+    getLogger().info(set_color("Resuming from ", "green") + str(checkpoint_file))
+    data = prepare_data(config)[1:]
+    if next_stage is not None:  # the SASRec stage of FAME's two-stage run
+        use_available_device(next_stage)
+        return _run_stages(next_stage, config, data, True, resume_file=checkpoint_file)
+    return _run_stages(config, None, data, True, resume_file=checkpoint_file)
+
+
+def _start(config):
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+
+def prepare_data(config):
+    """The loaders the pipeline trains and tests with (length buckets included), and the dataset.
+
+    Returns ``(dataset, train_data, valid_data, test_data)``.
+    """
+    check_dataset_files(config)
+    dataset = create_dataset(config)
+    getLogger().info(dataset)
+    return (dataset, *bucket_dataloaders(config, *data_preparation(config, dataset)))
+
+
+def use_available_device(config):
+    """Run a config saved on a GPU machine on the CPU when this machine has no GPU."""
+    device = config["device"]
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        getLogger().warning(f"{config['model']} was set up for {device}; no GPU here, using the CPU")
+        config["device"] = torch.device("cpu")
+        config["use_gpu"] = False
+
+
+def build_model(config, dataset, load_pretrained=True):
+    """``config``'s model for ``dataset`` on ``config``'s device.
+
+    ``load_pretrained=False`` builds it without reading ``pretrained_path``, for weights that come
+    from a checkpoint anyway: a finished FAME does not need, or re-read, the SASRec it started from.
+    """
+    pretrained_path = config["pretrained_path"]
+    if not load_pretrained and pretrained_path:
+        config["pretrained_path"] = None
+    try:
+        return get_model(config["model"])(config, dataset).to(config["device"])
+    finally:
+        if not load_pretrained and pretrained_path:
+            config["pretrained_path"] = pretrained_path
+
+
+def _run_stages(config, first_stage, data, saved, resume_file=None):
+    """Train and test ``first_stage`` (SASRec, for FAME's two-stage run) if given, then ``config``.
+
+    ``resume_file`` is the checkpoint the first stage trained resumes from.
+    """
+    logger = getLogger()
+    pretrain_result = None
+    if first_stage is not None:
         logger.info(set_color("Stage 1/2: SASRec with FAME's backbone settings", "green"))
-        pretrain_result = train_and_test(sasrec_config, train_data, valid_data, test_data, True)
+        pretrain_result = train_and_test(
+            first_stage, *data, saved=True, resume_file=resume_file, next_stage=config
+        )
+        resume_file = None
         config["pretrained_path"] = pretrain_result["model_file"]
         logger.info(set_color("Stage 2/2: FAME fine-tuned from ", "green") + config["pretrained_path"])
 
-    result = train_and_test(config, train_data, valid_data, test_data, saved)
+    result = train_and_test(config, *data, saved=saved, resume_file=resume_file)
     result["pretrain_result"] = pretrain_result
     if saved and config["local_rank"] == 0:  # under DDP, rank 0 writes (as RecBole's trainer)
         result_file = os.path.splitext(result["model_file"])[0] + ".json"
@@ -107,21 +188,25 @@ def run(
     return result
 
 
-def trains_stage_one(config):
-    """Whether ``run`` trains SASRec first for this config (FAME, pretraining, no checkpoint given)."""
-    return config["model"] == "FAME" and bool(config["pretrain"]) and not config["pretrained_path"]
+def train_and_test(
+    config, train_data, valid_data, test_data, saved=True, resume_file=None, next_stage=None
+):
+    """RecBole's ``run_recbole`` from the model on, for a config whose data is already prepared.
 
-
-def train_and_test(config, train_data, valid_data, test_data, saved=True):
-    """RecBole's ``run_recbole`` from the model on, for a config whose data is already prepared."""
+    ``resume_file``: a checkpoint of this training to go on from. ``next_stage``: the config of
+    the stage that follows, stored in the checkpoints so that resuming this stage runs it too.
+    """
     logger = getLogger()
     start = time.time()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = build_model(config, train_data._dataset, load_pretrained=resume_file is None)
     if config["fast_layers"]:
         use_fast_layers(model)
     logger.info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
+    trainer.next_stage = next_stage
+    if resume_file is not None:
+        trainer.resume_checkpoint(resume_file)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )

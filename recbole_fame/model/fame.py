@@ -270,3 +270,10 @@ class FAME(SequentialRecommender):
         )  # x_v^(h), [n_items, H, d']
         head_scores = torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)  # Eq. 8
         return gate, head_scores
+
+    def expert_weights(self, interaction):
+        """The router's weights over each head's experts at the predicted position, [B, H, N] (Eq. 16)."""
+        _, _, expert_weights = self._facets(
+            interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        )
+        return expert_weights

@@ -1,0 +1,166 @@
+"""Resuming an interrupted run ends as the uninterrupted run; same seed, same result."""
+
+import glob
+import logging
+import os
+
+import pytest
+import torch
+from recbole.model.sequential_recommender import GRU4Rec, SASRec
+from recbole.trainer import Trainer
+
+from recbole_fame.checkpoint import CheckpointError, load_checkpoint
+from recbole_fame.quick_start import resume, run
+
+from helpers import make_config, make_data
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _interrupt_at(monkeypatch, model, epoch):
+    """Fail like Ctrl-C in the training of ``epoch`` (0-based) of ``model``'s stage."""
+    original = Trainer._train_epoch
+
+    def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if self.config["model"] == model and epoch_idx == epoch:
+            raise Interrupted(f"{model} epoch {epoch}")
+        return original(self, train_data, epoch_idx, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", _train_epoch)
+
+
+def _checkpoint(folder, model):
+    (path,) = glob.glob(os.path.join(folder, f"{model}-*.pth"))
+    return path
+
+
+def _assert_same_weights(file_a, file_b):
+    state_a = load_checkpoint(file_a)["state_dict"]
+    state_b = load_checkpoint(file_b)["state_dict"]
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
+def _same_result(resumed, baseline):
+    for key in ("best_valid_score", "best_valid_result", "test_result"):
+        assert resumed[key] == baseline[key], key
+    _assert_same_weights(resumed["model_file"], baseline["model_file"])
+
+
+@pytest.fixture
+def fame_run(tiny_config, tmp_path):
+    """FAME's two stages, 4 epochs each, and a config writing checkpoints into another folder."""
+    config = {**tiny_config, "epochs": 4}
+    baseline = run(model="FAME", dataset="tiny", config_dict=config)
+    folder = str(tmp_path / "interrupted")
+    return baseline, {**config, "checkpoint_dir": folder}, folder
+
+
+@pytest.mark.parametrize("stage, epoch", [("FAME", 2), ("SASRec", 3)])
+def test_interrupted_fame_run_resumes_to_the_same_result(fame_run, monkeypatch, stage, epoch):
+    baseline, config, folder = fame_run
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, stage, epoch)
+        with pytest.raises(Interrupted):
+            run(model="FAME", dataset="tiny", config_dict=config)
+    checkpoint_file = _checkpoint(folder, stage)
+    checkpoint = load_checkpoint(checkpoint_file)
+    assert checkpoint["epoch"] < epoch and checkpoint["best_valid_result"] is not None
+    # The SASRec stage's checkpoint carries the FAME stage that follows it.
+    assert (checkpoint["next_stage"] is not None) == (stage == "SASRec")
+
+    resumed = resume(checkpoint_file)
+
+    assert resumed["model_file"] == _checkpoint(folder, "FAME")
+    _same_result(resumed, baseline)
+    if stage == "SASRec":
+        _same_result(resumed["pretrain_result"], baseline["pretrain_result"])
+        assert resumed["pretrain_result"]["model_file"] == checkpoint_file
+    else:
+        assert resumed["pretrain_result"] is None
+
+
+def test_resume_without_random_state_is_not_exact(fame_run, monkeypatch, caplog):
+    """The control: weights and optimizer alone do not replay the run."""
+    baseline, config, folder = fame_run
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, "FAME", 2)
+        with pytest.raises(Interrupted):
+            run(model="FAME", dataset="tiny", config_dict=config)
+    checkpoint_file = _checkpoint(folder, "FAME")
+    checkpoint = load_checkpoint(checkpoint_file)
+    del checkpoint["rng_state"]
+    torch.save(checkpoint, checkpoint_file)
+
+    with caplog.at_level(logging.WARNING):
+        resumed = resume(checkpoint_file)
+    assert "holds no random state" in caplog.text
+    weights = load_checkpoint(resumed["model_file"])["state_dict"]
+    expected = load_checkpoint(baseline["model_file"])["state_dict"]
+    assert not torch.equal(weights["gate.weight"], expected["gate.weight"])
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec"])
+def test_recbole_models_resume_after_their_best_epoch(tiny_config, tmp_path, monkeypatch, model):
+    """Interrupted in the epoch after the best one: the resumed run never improves again, so its
+    best validation result is the one the checkpoint stored."""
+    config = {**tiny_config, "epochs": 30, "stopping_step": 1, "hidden_dropout_prob": 0.3}
+    baseline = run(model=model, dataset="tiny", config_dict=config)
+    best_epoch = load_checkpoint(baseline["model_file"])["epoch"]
+    assert best_epoch < 29  # stopped early, after one epoch without gain
+    folder = str(tmp_path / "interrupted")
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, model, best_epoch + 1)
+        with pytest.raises(Interrupted):
+            run(model=model, dataset="tiny", config_dict={**config, "checkpoint_dir": folder})
+    _same_result(resume(_checkpoint(folder, model)), baseline)
+
+
+def test_resume_rejects_what_it_cannot_go_on_from(tiny_config, tmp_path):
+    missing = str(tmp_path / "nope.pth")
+    with pytest.raises(FileNotFoundError, match=f"Checkpoint file not found: {missing}"):
+        resume(missing)
+    result = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1})
+    checkpoint = load_checkpoint(result["model_file"])
+    del checkpoint["optimizer"]
+    weights_only = str(tmp_path / "weights_only.pth")
+    torch.save(checkpoint, weights_only)
+    with pytest.raises(CheckpointError, match=f"Cannot resume from {weights_only}: it lacks the training state \\['optimizer'\\]"):
+        resume(weights_only)
+
+
+def test_same_seed_same_result_other_seed_other_weights(tiny_config, tmp_path):
+    config = {**tiny_config, "reproducibility": True, "seed": 7}
+    first = run(model="FAME", dataset="tiny", config_dict={**config, "checkpoint_dir": str(tmp_path / "a")})
+    second = run(model="FAME", dataset="tiny", config_dict={**config, "checkpoint_dir": str(tmp_path / "b")})
+    _same_result(second, first)
+    _same_result(second["pretrain_result"], first["pretrain_result"])
+
+    other = run(
+        model="FAME", dataset="tiny", config_dict={**config, "seed": 8, "checkpoint_dir": str(tmp_path / "c")}
+    )
+    weights = load_checkpoint(other["model_file"])["state_dict"]
+    expected = load_checkpoint(first["model_file"])["state_dict"]
+    assert not torch.equal(weights["item_embedding.weight"], expected["item_embedding.weight"])
+
+
+def test_stock_trainer_resume_checkpoint_reads_torch_2_6_checkpoints(tiny_config):
+    """compat.py: RecBole's own Trainer.resume_checkpoint, which torch.load's default refused."""
+    result = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 2})
+    saved = load_checkpoint(result["model_file"])
+    config = saved["config"]
+    _, train_data, _, _ = make_data(config)
+    model = SASRec(config, train_data._dataset)
+    trainer = Trainer(config, model)
+    trainer.resume_checkpoint(result["model_file"])
+    assert trainer.start_epoch == saved["epoch"] + 1 and trainer.saved_model_file == result["model_file"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved["state_dict"][key]), key
+
+    gru_config = make_config("GRU4Rec", tiny_config)
+    gru_trainer = Trainer(gru_config, GRU4Rec(gru_config, train_data._dataset))
+    with pytest.raises(CheckpointError, match=f"Cannot resume GRU4Rec from {result['model_file']}: it is a checkpoint of 'SASRec'"):
+        gru_trainer.resume_checkpoint(result["model_file"])
