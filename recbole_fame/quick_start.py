@@ -83,7 +83,12 @@ def run(model="FAME", dataset="ml-100k", config_file_list=None, config_dict=None
 
 
 def train_and_test(config, train_data, valid_data, test_data, saved=True):
-    """RecBole's ``run_recbole`` from the model on, for a config whose data is already prepared."""
+    """RecBole's ``run_recbole`` from the model on, for a config whose data is already prepared.
+
+    Besides RecBole's results, the dict has ``epochs_run``, ``best_epoch`` (0-based epoch of the
+    best validation score), ``seconds_per_epoch`` (training only, mean over epochs) and
+    ``parameters`` (all of the model's parameters).
+    """
     logger = getLogger()
     start = time.time()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
@@ -92,8 +97,20 @@ def train_and_test(config, train_data, valid_data, test_data, saved=True):
         use_fast_kernels(model)
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    epoch_seconds = _time_training_epochs(trainer)
+    best_epoch = None
+
+    def note_best_epoch(epoch_idx, valid_score):
+        nonlocal best_epoch
+        if trainer.cur_step == 0:  # early_stopping resets it exactly when validation improved
+            best_epoch = epoch_idx
+
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data,
+        valid_data,
+        saved=saved,
+        show_progress=config["show_progress"],
+        callback_fn=note_best_epoch,
     )
     test_result = trainer.evaluate(
         test_data, load_best_model=saved, show_progress=config["show_progress"]
@@ -108,4 +125,27 @@ def train_and_test(config, train_data, valid_data, test_data, saved=True):
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
         "seconds": round(time.time() - start, 1),
+        "epochs_run": len(epoch_seconds),
+        "best_epoch": best_epoch,
+        "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 3) if epoch_seconds else None,
+        "parameters": sum(p.numel() for p in model.parameters()),
     }
+
+
+def _time_training_epochs(trainer):
+    """Seconds of each training epoch of ``trainer.fit``, validation excluded.
+
+    RecBole's ``fit`` times its epochs only for the log line, so the trainer's epoch method is
+    wrapped on this instance; the list fills as ``fit`` runs.
+    """
+    seconds = []
+    train_epoch = trainer._train_epoch
+
+    def timed_train_epoch(*args, **kwargs):
+        start = time.perf_counter()
+        loss = train_epoch(*args, **kwargs)
+        seconds.append(time.perf_counter() - start)
+        return loss
+
+    trainer._train_epoch = timed_train_epoch
+    return seconds
