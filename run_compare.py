@@ -9,11 +9,19 @@ Every other --key=value is a config key for all models, as in run_fame.py.
 """
 
 import argparse
+import os
 import shlex
 import sys
 
 from recbole_fame.checkpoint import CheckpointError
-from recbole_fame.compare import DEFAULT_MODELS, DEFAULT_SEEDS, RunFailed, compare, parse_overrides
+from recbole_fame.compare import (
+    DEFAULT_MODELS,
+    DEFAULT_SEEDS,
+    RunFailed,
+    compare,
+    default_out,
+    parse_overrides,
+)
 
 
 def main():
@@ -45,6 +53,9 @@ def main():
         )
     except (ValueError, FileNotFoundError, CheckpointError, RunFailed) as exc:
         sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        runs = os.path.join(args.out or default_out(args.dataset), "runs")
+        sys.exit(f"interrupted: the finished runs are kept in {runs}; the same command resumes")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,9 @@ def plan(dataset, models, seeds, config_file_list=None, overrides=None):
     for name in models:
         if list(models).count(name) > 1:
             raise ValueError(f"Model '{name}' is given twice in --models")
+    for seed in seeds:
+        if list(seeds).count(seed) > 1:
+            raise ValueError(f"Seed {seed} is given twice in --seeds")
     specs = [(label, *resolve_model(label)) for label in models]
     files = _config_files_settings(config_file_list)
     jobs = []
@@ -183,7 +186,7 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
     for key in overrides:
         if key in CONTROLLED_KEYS:
             raise ValueError(f"'{key}' cannot be set for a comparison: {CONTROLLED_KEYS[key]}")
-    out = os.path.abspath(out or os.path.join("results", f"compare-{dataset}"))
+    out = os.path.abspath(out or default_out(dataset))
     if config_file_list:
         config_file_list = [os.path.abspath(resolve_config_file(f)) for f in config_file_list]
     jobs = plan(dataset, list(models), list(seeds), config_file_list, overrides)
@@ -224,6 +227,10 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
     summary = report()
     logger.info(set_color("Comparison written to ", "blue") + out)
     return summary
+
+
+def default_out(dataset):
+    return os.path.join("results", f"compare-{dataset}")
 
 
 def _init_logger(dataset, config_file_list, overrides):

@@ -96,7 +96,8 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
         "runs_finished": len(records),
         "runs_planned": total_runs if total_runs is not None else len(records),
         "summary": summary,
-        "runs": [{**row, "model_file": record["model_file"], "device": record["device"]}
+        "runs": [{**row, "model_file": record["model_file"], "device": record["device"],
+                  "stage_one_seconds": record.get("stage_one_seconds")}
                  for row, record in zip(rows, records)],
         "paper": None if paper is None else {"dataset": paper[0], "table2": {
             model: values for model, values in paper[1].items() if model in models}},
@@ -154,15 +155,16 @@ def _markdown(data, paper):
                   _cell(entry, "epochs_run", 1), f"{entry['mean']['parameters']:,.0f}",
                   _cell(entry, "peak_memory_mib", 0), _cell(entry, "total_seconds", 0)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "- FAME-N1: FAME with `n_experts=1` (the paper's \"FAME w/o MoE\").",
-        "- FAME and FAME-N1 are fine-tuned from the SASRec run of the same seed (stage 1): their "
-        "s/epoch and epochs are stage 2's; wall s (training, validation and test) includes stage 1.",
-        "- s/epoch: training only, validation excluded. Peak memory: the run's own process, "
-        "peak resident memory on CPU (Python, torch and RecBole included), "
-        "`torch.cuda.max_memory_allocated` on CUDA.",
-    ]
+    lines.append("")
+    if "FAME-N1" in data["models"]:
+        lines.append("- FAME-N1: FAME with `n_experts=1` (the paper's \"FAME w/o MoE\").")
+    if any(record.get("stage_one_seconds") is not None for record in data["runs"]):
+        lines.append("- FAME is fine-tuned from a SASRec with its backbone trained with the same seed "
+                     "(stage 1; the SASRec run when its settings are FAME's): s/epoch and epochs are "
+                     "stage 2's; wall s (training, validation and test) includes stage 1.")
+    lines.append("- s/epoch: training only, validation excluded. Peak memory: the run's own process, "
+                 "peak resident memory on CPU (Python, torch and RecBole included), "
+                 "`torch.cuda.max_memory_allocated` on CUDA.")
     if paper is not None:
         lines += _paper_section(data, paper)
     return "\n".join(lines) + "\n"
@@ -192,7 +194,7 @@ def _chart(path, dataset, rows, summary):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(1.4 * max(len(summary), 2) + 1.5, 3.8))
+    figure = Figure(figsize=(1.3 * max(len(summary), 2) + 1.2, 4.0))
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     width = 0.38
@@ -204,12 +206,16 @@ def _chart(path, dataset, rows, summary):
             axes.bar(x, entry["mean"][metric], width, yerr=sd, capsize=3, color=color,
                      label=metric if i == 0 else None)
             seeds = [row[metric] for row in rows if row["model"] == entry["model"]]
-            axes.plot([x] * len(seeds), seeds, "k.", markersize=4)
+            axes.plot([x] * len(seeds), seeds, "k.", markersize=4,
+                      label="one seed" if i == 0 and metric == "HR@10" else None)
     axes.set_xticks(range(len(summary)))
     axes.set_xticklabels([entry["model"] for entry in summary])
+    axes.set_xlim(-0.6, len(summary) - 0.4)
     seeds = max((len(entry["seeds"]) for entry in summary), default=0)
-    axes.set_title(f"{dataset}: test HR@10 and NDCG@10 (mean, ± sd over {seeds} seeds)")
-    axes.legend()
+    axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != 1 else ''}, bars ± 1 sd",
+                   fontsize=10)
+    axes.set_ylabel("HR@10, NDCG@10")
+    axes.legend(fontsize=8)
     figure.tight_layout()
     tmp = f"{path}.tmp{os.getpid()}"
     figure.savefig(tmp, format="png", dpi=120)
