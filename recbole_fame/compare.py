@@ -49,6 +49,9 @@ CONTROLLED_KEYS = {
     "pretrained_path": "FAME starts from the SASRec run of the same seed",
 }
 
+# Keys that change what a run prints, not what it computes: a rerun may differ in them.
+OUTPUT_KEYS = ("show_progress", "state")
+
 
 class RunFailed(RuntimeError):
     """A (model, seed) run that stopped with an error or was killed."""
@@ -144,7 +147,7 @@ def plan(dataset, models, seeds, config_file_list=None, overrides=None):
             "dataset": dataset,
             "model": job.model,
             "config_files": files,
-            "config_dict": job.config_dict,
+            "config_dict": {k: v for k, v in job.config_dict.items() if k not in OUTPUT_KEYS},
         }
     return jobs
 

@@ -99,7 +99,11 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
 
     assert matplotlib.image.imread(str(out / "chart.png")).shape[2] in (3, 4)
 
-    # Other settings in the same folder are refused, naming the file and the key; nothing is lost.
+    # Output settings may change on a rerun; other settings are refused, naming the file and the
+    # key, and nothing is lost.
+    compare("tiny", models=models, seeds=[2020], out=str(out),
+            overrides={**settings, "show_progress": True, "state": "ERROR"})
+    assert _runs(out) == after
     with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
                                          r"\(config_dict.epochs: 2 then, 1 now\)"):
         compare("tiny", models=models, seeds=[2020], out=str(out), overrides={**settings, "epochs": 1})
