@@ -183,3 +183,18 @@ def test_dataset_settings_sit_between_the_protocol_and_the_user():
     assert ml20m["n_heads"] == 8 and ml20m["user_inter_num_interval"] == "[5,inf)"
     other = Config(model="FAME", dataset="ml-100k")
     assert (other["n_heads"], other["n_experts"]) == (2, 4)  # properties/model/FAME.yaml
+
+
+def test_run_reports_epochs_best_epoch_and_parameters(tiny_config):
+    from recbole.model.sequential_recommender import GRU4Rec
+    from helpers import make_config, make_data
+
+    result = run(model="GRU4Rec", dataset="tiny", config_dict={**tiny_config, "epochs": 3})
+    assert result["epochs_run"] == 3
+    # The best epoch is the one whose weights the trainer saved.
+    assert result["best_epoch"] == load_checkpoint(result["model_file"])["epoch"]
+    assert 0 <= result["best_epoch"] <= 2
+    assert 0 < result["seconds_per_epoch"] < result["seconds"] / 3
+    config = make_config("GRU4Rec", tiny_config)
+    model = GRU4Rec(config, make_data(config)[1]._dataset)
+    assert result["parameters"] == sum(p.numel() for p in model.parameters())

@@ -1,0 +1,428 @@
+"""FAME against FAME w/o MoE and RecBole's baselines on one dataset: the logic of ``run_compare.py``.
+
+Every (model, seed) run goes through :func:`recbole_fame.quick_start.run`, so all models share the
+Config, protocol, split, evaluator, seed and training budget. Each run is a child process of its
+own, so that its peak memory is its own. A finished run is written at once to
+``<out>/runs/<model>-seed<seed>.json``; the same command run again keeps it and skips it, so an
+interrupted comparison loses only the run in progress. The tables and the chart
+(:mod:`recbole_fame.compare_report`) are rewritten after every run.
+
+FAME's stage 1 is a SASRec with FAME's backbone settings (``quick_start.BACKBONE_KEYS``). When the
+SASRec baseline of a seed has exactly those settings (the per-dataset files give every model the
+same backbone), that baseline *is* stage 1: FAME and FAME w/o MoE start from its checkpoint
+(``pretrained_path``) instead of training SASRec two more times. Otherwise a SASRec with FAME's
+backbone (``SASRec-stage1``) is trained once per seed and shared by both.
+"""
+
+import hashlib
+import importlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import Optional
+
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import init_logger, set_color
+
+from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_atomic, write_reports
+from recbole_fame.config import PLUGIN_MODELS, Config, resolve_config_file
+from recbole_fame.data import check_dataset_files
+from recbole_fame.quick_start import BACKBONE_KEYS, run
+
+DEFAULT_SEEDS = (2020, 2021, 2022)
+DEFAULT_MODELS = ("FAME", "FAME-N1", "SASRec", "GRU4Rec", "CORE")
+# Names in the comparison that are a model class plus settings.
+VARIANTS = {"FAME-N1": ("FAME", {"n_experts": 1})}
+STAGE_ONE = "SASRec-stage1"
+# Keys the comparison sets itself; from the command line they would make runs disagree unnoticed.
+CONTROLLED_KEYS = {
+    "seed": "use --seeds",
+    "model": "use --models",
+    "dataset": "use --dataset",
+    "checkpoint_dir": "checkpoints go under --out",
+    "pretrained_path": "FAME starts from the SASRec run of the same seed",
+}
+
+# Keys that change what a run prints, not what it computes: a rerun may differ in them.
+OUTPUT_KEYS = ("show_progress", "state")
+
+
+class RunFailed(RuntimeError):
+    """A (model, seed) run that stopped with an error or was killed."""
+
+
+@dataclass
+class Job:
+    """One (model, seed) training run of the comparison."""
+
+    label: str  # name in the comparison: FAME, FAME-N1, SASRec, SASRec-stage1, ...
+    model: str  # the model class behind it
+    seed: int
+    config_dict: dict
+    reported: bool = True  # False for a stage-1 SASRec nobody asked to see
+    stage_one: Optional[str] = None  # label of the run FAME starts from (same seed)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def name(self):
+        return f"{self.label}-seed{self.seed}"
+
+
+def parse_overrides(args):
+    """``--key=value`` arguments as a config dict of strings (RecBole's Config converts them)."""
+    overrides = {}
+    for arg in args:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            raise ValueError(f"Cannot read argument '{arg}': config overrides are written --key=value")
+        if key in CONTROLLED_KEYS:
+            raise ValueError(f"--{key} cannot be set for a comparison: {CONTROLLED_KEYS[key]}")
+        overrides[key] = value
+    return overrides
+
+
+def resolve_model(name):
+    """``(model class name, settings)`` for a name in ``--models``; ValueError naming it otherwise."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if name in PLUGIN_MODELS:
+        return name, {}
+    # Only RecBole's sequential models: the protocol (leave-one-out next item) is theirs.
+    module = importlib.import_module("recbole.model.sequential_recommender")
+    model_class = getattr(module, name, None)
+    if isinstance(model_class, type) and issubclass(model_class, SequentialRecommender):
+        return name, {}
+    raise ValueError(
+        f"Unknown model '{name}' in --models: the comparison runs FAME, FAME-N1 (FAME with "
+        f"n_experts=1) and RecBole's sequential models such as SASRec, GRU4Rec, CORE"
+    )
+
+
+def plan(dataset, models, seeds, config_file_list=None, overrides=None):
+    """The runs of a comparison in training order: per seed, the stage-1 SASRec first."""
+    if not models:
+        raise ValueError("--models is empty")
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    for name in models:
+        if list(models).count(name) > 1:
+            raise ValueError(f"Model '{name}' is given twice in --models")
+    for seed in seeds:
+        if list(seeds).count(seed) > 1:
+            raise ValueError(f"Seed {seed} is given twice in --seeds")
+    specs = [(label, *resolve_model(label)) for label in models]
+    files = _config_files_settings(config_file_list)
+    jobs = []
+    for seed in seeds:
+        common = {**(overrides or {}), "seed": seed}
+        seed_jobs = [Job(label, model, seed, {**common, **extra}) for label, model, extra in specs]
+        stage_ones = {}
+        for job in seed_jobs:
+            if job.model != "FAME":
+                continue
+            provider = _stage_one_job(job, common, dataset, config_file_list)
+            if provider is None:  # pretrain: False, FAME from scratch
+                continue
+            known = stage_ones.setdefault(provider.label, provider)
+            if known.config_dict != provider.config_dict:
+                raise ValueError(
+                    f"The FAME variants in --models need stage-1 SASRecs with different backbones "
+                    f"({known.config_dict} and {provider.config_dict}); compare them separately"
+                )
+            job.stage_one = provider.label
+        requested = {job.label for job in seed_jobs}
+        for label, provider in stage_ones.items():
+            provider.reported = label in requested
+        first = [next((job for job in seed_jobs if job.label == label), provider)
+                 for label, provider in stage_ones.items()]
+        jobs.extend(first + [job for job in seed_jobs if job.label not in stage_ones])
+    for job in jobs:
+        job.settings = {
+            "dataset": dataset,
+            "model": job.model,
+            "config_files": files,
+            "config_dict": {k: v for k, v in job.config_dict.items() if k not in OUTPUT_KEYS},
+        }
+    return jobs
+
+
+def _stage_one_job(fame_job, common, dataset, config_file_list):
+    """The SASRec run FAME's stage 2 starts from: the SASRec baseline when its backbone is FAME's."""
+    fame = Config(model="FAME", dataset=dataset, config_file_list=config_file_list,
+                  config_dict=dict(fame_job.config_dict))
+    if not fame["pretrain"]:
+        return None
+    backbone = {key: fame[key] for key in BACKBONE_KEYS}
+    sasrec = Config(model="SASRec", dataset=dataset, config_file_list=config_file_list,
+                    config_dict=dict(common))
+    if all(sasrec[key] == value for key, value in backbone.items()):
+        return Job("SASRec", "SASRec", fame_job.seed, dict(common))
+    # As quick_start's own stage 1: the same settings with FAME's backbone on top.
+    return Job(STAGE_ONE, "SASRec", fame_job.seed, {**common, **backbone})
+
+
+def _config_files_settings(config_file_list):
+    """Each config file with a hash of its text, so that an edited file counts as other settings."""
+    settings = []
+    for path in config_file_list or []:
+        with open(path, "rb") as f:
+            settings.append({"path": path, "sha256": hashlib.sha256(f.read()).hexdigest()})
+    return settings
+
+
+def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, config_file_list=None,
+            overrides=None, command=None, paper_table=PAPER_TABLE):
+    """Run (or resume) the comparison and write its tables and chart under ``out``.
+
+    ``overrides`` are config keys over the yaml files, for every model. Returns the summary dict
+    that ``<out>/results.json`` holds.
+    """
+    # RecBole's Config turns strings such as "16", "True" or "[5,10]" into values; done once here
+    # (its converter uses nothing of the instance) so that every run records the same settings.
+    overrides = RecBoleConfig._convert_config_dict(None, dict(overrides or {}))
+    for key in overrides:
+        if key in CONTROLLED_KEYS:
+            raise ValueError(f"'{key}' cannot be set for a comparison: {CONTROLLED_KEYS[key]}")
+    out = os.path.abspath(out or default_out(dataset))
+    if config_file_list:
+        config_file_list = [os.path.abspath(resolve_config_file(f)) for f in config_file_list]
+    jobs = plan(dataset, list(models), list(seeds), config_file_list, overrides)
+    logger = _init_logger(dataset, config_file_list, overrides)
+    if command is None:
+        command = _command(dataset, models, seeds, out, config_file_list, overrides)
+
+    runs_dir = os.path.join(out, "runs")
+    records = {}
+    for job in jobs:  # every finished run is checked before anything trains
+        record = _load_record(runs_dir, job)
+        if record is not None:
+            records[job.name] = record
+    for job in jobs:
+        if job.stage_one and job.name in records:
+            _check_started_from(job, records, runs_dir)
+    todo = [job for job in jobs if job.name not in records]
+    if read_paper_table(paper_table, dataset) is None:
+        logger.info(f"No rows for '{dataset}' in the paper's table ({paper_table}): none in table.md")
+    logger.info(set_color(f"Comparison on {dataset}", "green") + f": {len(jobs)} runs, "
+                f"{len(jobs) - len(todo)} finished earlier (kept, in {runs_dir}), {len(todo)} to train")
+
+    def report():
+        return write_reports(
+            out, dataset, command, list(seeds), list(models),
+            [records[job.name] for job in jobs if job.reported and job.name in records],
+            total_runs=sum(job.reported for job in jobs), paper_table=paper_table,
+        )
+
+    for position, job in enumerate(todo, 1):
+        logger.info(set_color(f"Run {position}/{len(todo)}: {job.label}, seed {job.seed}", "green")
+                    + f" ({len(todo) - position} more after it)")
+        stage_one = records[f"{job.stage_one}-seed{job.seed}"] if job.stage_one else None
+        records[job.name] = _execute(job, out, config_file_list, stage_one)
+        logger.info(set_color(f"{job.label}, seed {job.seed} done", "green") + ": "
+                    + os.path.join(runs_dir, job.name + ".json"))
+        report()
+    summary = report()
+    logger.info(set_color("Comparison written to ", "blue") + out)
+    return summary
+
+
+def default_out(dataset):
+    return os.path.join("results", f"compare-{dataset}")
+
+
+def _init_logger(dataset, config_file_list, overrides):
+    """RecBole's logger for the comparison's progress lines (file under ``log/compare/``).
+
+    Building this config also checks that the dataset's files are there, before anything trains.
+    """
+    config = Config(model="SASRec", dataset=dataset, config_file_list=config_file_list,
+                    config_dict=dict(overrides))
+    check_dataset_files(config)
+    config["model"] = "compare"
+    init_logger(config)
+    return getLogger()
+
+
+def _command(dataset, models, seeds, out, config_file_list, overrides):
+    """The ``run_compare.py`` command line equivalent to a call of :func:`compare`."""
+    parts = ["python run_compare.py", f"--dataset={dataset}", "--seeds", *map(str, seeds),
+             "--models", *models, f"--out={os.path.relpath(out)}"]
+    if config_file_list:
+        parts.append(f"--config_files='{' '.join(config_file_list)}'")
+    parts += [f"--{key}={value}" for key, value in overrides.items()]
+    return " ".join(parts)
+
+
+def _load_record(runs_dir, job):
+    """The finished run of ``job``, or None; ValueError naming the file if it is unreadable or
+    was run with other settings (it is left untouched)."""
+    path = os.path.join(runs_dir, job.name + ".json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        stored = record["settings"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"Cannot read the finished run {path} ({exc}): move it away to rerun it")
+    wanted = json.loads(json.dumps(job.settings))
+    if stored != wanted:
+        differences = _differences(stored, wanted)
+        raise ValueError(
+            f"{path} was run with other settings ({'; '.join(differences)}): use another --out, "
+            f"or move that file away to rerun {job.label} with seed {job.seed}"
+        )
+    return record
+
+
+def _differences(stored, wanted):
+    keys = sorted(set(stored) | set(wanted))
+    differences = []
+    for key in keys:
+        old, new = stored.get(key), wanted.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"{key}.{d}" for d in _differences(old, new)]
+        else:
+            differences.append(f"{key}: {old!r} then, {new!r} now")
+    return differences
+
+
+def _check_started_from(job, records, runs_dir):
+    """A finished FAME run must come from the stage-1 checkpoint of the run kept for its seed."""
+    path = os.path.join(runs_dir, job.name + ".json")
+    stage_one = records.get(f"{job.stage_one}-seed{job.seed}")
+    started_from = records[job.name].get("pretrained_path")
+    if stage_one is None or stage_one["model_file"] != started_from:
+        now = f"is {stage_one['model_file']}" if stage_one else "is not finished"
+        raise ValueError(
+            f"{path} was fine-tuned from {started_from}, but the {job.stage_one} run of seed "
+            f"{job.seed} {now}: move {job.name}.json away too, to rerun it from that stage 1"
+        )
+
+
+def _execute(job, out, config_file_list, stage_one):
+    """Train and test ``job`` in a child process; its record, also written to ``<out>/runs/``."""
+    pretrained_path = None
+    if stage_one is not None:
+        pretrained_path = stage_one["model_file"]
+        if not os.path.isfile(pretrained_path):
+            raise FileNotFoundError(
+                f"{job.label}, seed {job.seed} starts from {pretrained_path}, the checkpoint of "
+                f"{stage_one['model']} seed {job.seed}, which is missing: restore it, or move "
+                f"{stage_one['model']}-seed{job.seed}.json out of {os.path.join(out, 'runs')} to retrain it"
+            )
+    payload = {
+        "label": job.label,
+        "model": job.model,
+        "seed": job.seed,
+        "dataset": job.settings["dataset"],
+        "config_file_list": config_file_list,
+        "config_dict": {**job.config_dict, "checkpoint_dir": os.path.join(out, "checkpoints", job.name)},
+        "pretrained_path": pretrained_path,
+        "stage_one_seconds": stage_one["seconds"] if stage_one else None,
+        "settings": job.settings,
+        "record_file": os.path.join(out, "runs", job.name + ".json"),
+        "cwd": os.getcwd(),
+    }
+    context = _process_context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(payload, sender), name=job.name)
+    process.start()
+    sender.close()
+    try:
+        reply = receiver.recv()
+    except EOFError:
+        reply = None
+    except BaseException:  # interrupted: stop the run too, nothing of it is kept
+        process.terminate()
+        process.join()
+        raise
+    finally:
+        receiver.close()
+    process.join()
+    if reply is None:
+        raise RunFailed(
+            f"{job.label}, seed {job.seed}: the run's process ended with exit code "
+            f"{process.exitcode} without a result (killed? out of memory?)"
+        )
+    status, value = reply
+    if status != "ok":
+        raise RunFailed(f"{job.label}, seed {job.seed} failed: {value} (traceback above, log in "
+                        f"log/{job.model}/)")
+    return value
+
+
+def _process_context():
+    """Forkserver where there is one: the server imports torch and RecBole once and every run forks
+    from it (a fraction of a second, not seconds), with a fresh memory peak; spawn elsewhere."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _child_main(payload, sender):
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
+    os.chdir(payload["cwd"])
+    try:
+        record = _train(payload)
+    except Exception as exc:
+        traceback.print_exc()
+        sender.send(("error", f"{type(exc).__name__}: {exc}"))
+        sys.exit(1)
+    sender.send(("ok", record))
+
+
+def _train(payload):
+    """In the child: one run through quick_start, its costs, and its record written to disk."""
+    import torch
+
+    config_dict = dict(payload["config_dict"])
+    if payload["pretrained_path"]:
+        config_dict["pretrained_path"] = payload["pretrained_path"]
+    result = run(model=payload["model"], dataset=payload["dataset"],
+                 config_file_list=payload["config_file_list"], config_dict=config_dict, saved=True)
+    cuda = torch.cuda.is_initialized()
+    record = {
+        "model": payload["label"],
+        "model_class": payload["model"],
+        "seed": payload["seed"],
+        "dataset": payload["dataset"],
+        "test_result": dict(result["test_result"]),
+        "best_valid_result": dict(result["best_valid_result"] or {}),
+        "best_valid_score": result["best_valid_score"],
+        "epochs_run": result["epochs_run"],
+        "best_epoch": result["best_epoch"],
+        "seconds_per_epoch": result["seconds_per_epoch"],
+        "parameters": result["parameters"],
+        "seconds": result["seconds"],
+        "stage_one_seconds": payload["stage_one_seconds"],
+        "device": "cuda" if cuda else "cpu",
+        "peak_rss_mib": _peak_rss_mib(),
+        "peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+        "model_file": result["model_file"],
+        "pretrained_path": payload["pretrained_path"],
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "settings": payload["settings"],
+    }
+    write_atomic(payload["record_file"], json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _peak_rss_mib():
+    """Peak resident memory of this process in MiB (None where ``resource`` is missing)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux

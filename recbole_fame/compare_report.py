@@ -1,0 +1,222 @@
+"""The comparison's results as files a person opens: markdown table, CSV, JSON and a bar chart.
+
+Input is the list of finished run records of :mod:`recbole_fame.compare` (one per model and seed);
+every file is rewritten whole, through a temporary file and a rename.
+"""
+
+import csv
+import io
+import json
+import os
+import statistics
+
+# The paper's six metrics, as named in its Table 2 and in RecBole's results.
+METRICS = (("HR@5", "hit@5"), ("HR@10", "hit@10"), ("HR@20", "hit@20"),
+           ("NDCG@5", "ndcg@5"), ("NDCG@10", "ndcg@10"), ("NDCG@20", "ndcg@20"))
+COSTS = ("seconds_per_epoch", "epochs_to_best", "epochs_run", "parameters", "peak_memory_mib",
+         "total_seconds")
+COLUMNS = ("model", "seed") + tuple(name for name, _ in METRICS) + COSTS
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A copy of ../shared/reference/fame_paper_table2.csv (the paper's Table 2) kept in the repository.
+PAPER_TABLE = os.path.join(_REPO, "results", "fame_paper_table2.csv")
+
+
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def run_row(record):
+    """One run as a flat row of COLUMNS."""
+    row = {"model": record["model"], "seed": record["seed"]}
+    row.update({name: record["test_result"][key] for name, key in METRICS})
+    best = record["best_epoch"]
+    row.update(
+        seconds_per_epoch=record["seconds_per_epoch"],
+        epochs_to_best=None if best is None else best + 1,
+        epochs_run=record["epochs_run"],
+        parameters=record["parameters"],
+        # On CUDA the tensors' peak on the device; on CPU the process's peak resident memory.
+        peak_memory_mib=record["peak_cuda_mib"] if record.get("peak_cuda_mib") is not None
+        else record["peak_rss_mib"],
+        # FAME's run starts from a trained SASRec: its wall time includes that stage 1.
+        total_seconds=round(record["seconds"] + (record.get("stage_one_seconds") or 0), 1),
+    )
+    return row
+
+
+def summarize(rows, models):
+    """Per model (in ``models`` order, those with a finished run): seeds, mean and sample sd."""
+    summary = []
+    for model in models:
+        own = [row for row in rows if row["model"] == model]
+        if not own:
+            continue
+        mean, sd = {}, {}
+        for column in COLUMNS[2:]:
+            values = [row[column] for row in own if row[column] is not None]
+            mean[column] = round(statistics.mean(values), 6) if values else None
+            sd[column] = round(statistics.stdev(values), 6) if len(values) > 1 else None
+        summary.append({"model": model, "seeds": [row["seed"] for row in own], "mean": mean, "sd": sd})
+    return summary
+
+
+def read_paper_table(path, dataset):
+    """``(name in the paper, {model: {metric: value}})`` for ``dataset`` (beauty -> Beauty,
+    sports -> Sports, ml-20m -> ML-20m: names match ignoring case), or None."""
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        models = [name for name in reader.fieldnames if name not in ("dataset", "metric")]
+        rows = [row for row in reader if row["dataset"].lower() == dataset.lower()]
+    if not rows:
+        return None
+    table = {model: {row["metric"]: float(row[model]) for row in rows} for model in models}
+    return rows[0]["dataset"], table
+
+
+def write_reports(out, dataset, command, seeds, models, records, total_runs=None, paper_table=PAPER_TABLE):
+    """Write ``table.md``, ``table.csv``, ``results.json`` and ``chart.png`` under ``out``.
+
+    Returns what ``results.json`` holds.
+    """
+    rows = [run_row(record) for record in records]
+    summary = summarize(rows, models)
+    paper = read_paper_table(paper_table, dataset)
+    data = {
+        "dataset": dataset,
+        "command": command,
+        "seeds": seeds,
+        "models": models,
+        "runs_finished": len(records),
+        "runs_planned": total_runs if total_runs is not None else len(records),
+        "summary": summary,
+        "runs": [{**row, "model_file": record["model_file"], "device": record["device"],
+                  "stage_one_seconds": record.get("stage_one_seconds")}
+                 for row, record in zip(rows, records)],
+        "paper": None if paper is None else {"dataset": paper[0], "table2": {
+            model: values for model, values in paper[1].items() if model in models}},
+    }
+    write_atomic(os.path.join(out, "results.json"), json.dumps(data, indent=2) + "\n")
+    write_atomic(os.path.join(out, "table.csv"), _csv(rows, summary))
+    write_atomic(os.path.join(out, "table.md"), _markdown(data, paper))
+    _chart(os.path.join(out, "chart.png"), dataset, rows, summary)
+    return data
+
+
+def _csv(rows, summary):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for entry in summary:
+        writer.writerows(row for row in rows if row["model"] == entry["model"])
+    for kind in ("mean", "sd"):
+        for entry in summary:
+            writer.writerow({"model": entry["model"], "seed": kind, **entry[kind]})
+    return buffer.getvalue()
+
+
+def _number(value, digits):
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(entry, column, digits):
+    mean, sd = entry["mean"][column], entry["sd"][column]
+    if mean is None:
+        return "-"
+    return _number(mean, digits) if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _markdown(data, paper):
+    seeds, summary = data["seeds"], data["summary"]
+    lines = [
+        f"# FAME and baselines on {data['dataset']}",
+        "",
+        f"Command: `{data['command']}`",
+        "",
+        f"Test split, mean ± sample sd over seeds {', '.join(map(str, seeds))} "
+        f"({data['runs_finished']} of {data['runs_planned']} runs finished). Every model ran through "
+        "`recbole_fame.quick_start` with the same protocol (`properties/overall.yaml`: leave-one-out, "
+        "ranking against all items, best epoch by validation NDCG@10), settings and seed.",
+        "",
+        "| model | seeds | " + " | ".join(name for name, _ in METRICS)
+        + " | s/epoch | epochs to best | epochs run | parameters | peak memory MiB | wall s |",
+        "|---|---|" + "---|" * (len(METRICS) + 6),
+    ]
+    for entry in summary:
+        cells = [entry["model"], str(len(entry["seeds"]))]
+        cells += [_cell(entry, name, 4) for name, _ in METRICS]
+        cells += [_cell(entry, "seconds_per_epoch", 2), _cell(entry, "epochs_to_best", 1),
+                  _cell(entry, "epochs_run", 1), f"{entry['mean']['parameters']:,.0f}",
+                  _cell(entry, "peak_memory_mib", 0), _cell(entry, "total_seconds", 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if "FAME-N1" in data["models"]:
+        lines.append("- FAME-N1: FAME with `n_experts=1` (the paper's \"FAME w/o MoE\").")
+    if any(record.get("stage_one_seconds") is not None for record in data["runs"]):
+        lines.append("- FAME is fine-tuned from a SASRec with its backbone trained with the same seed "
+                     "(stage 1; the SASRec run when its settings are FAME's): s/epoch and epochs are "
+                     "stage 2's; wall s (training, validation and test) includes stage 1.")
+    lines.append("- s/epoch: training only, validation excluded. Peak memory: the run's own process, "
+                 "peak resident memory on CPU (Python, torch and RecBole included), "
+                 "`torch.cuda.max_memory_allocated` on CUDA.")
+    if paper is not None:
+        lines += _paper_section(data, paper)
+    return "\n".join(lines) + "\n"
+
+
+def _paper_section(data, paper):
+    name, table = paper
+    shown = [model for model in data["models"] if model in table]
+    lines = ["", f"## The paper's Table 2 ({name})", "",
+             "| model | " + " | ".join(metric for metric, _ in METRICS) + " |",
+             "|---|" + "---|" * len(METRICS)]
+    for model in shown:
+        lines.append(f"| {model} (paper) | "
+                     + " | ".join(f"{table[model][metric]:.4f}" for metric, _ in METRICS) + " |")
+    fame = next((entry for entry in data["summary"] if entry["model"] == "FAME"), None)
+    if fame is not None and "FAME" in table:
+        parts = [f"{metric} {fame['mean'][metric]:.4f} = "
+                 f"{100 * fame['mean'][metric] / table['FAME'][metric]:.1f}% of the paper's "
+                 f"{table['FAME'][metric]:.4f}" for metric in ("HR@10", "NDCG@10")]
+        lines += ["", "FAME here: " + "; ".join(parts) + "."]
+    return lines
+
+
+def _chart(path, dataset, rows, summary):
+    """HR@10 and NDCG@10 per model: bars at the mean, error bars one sd, dots the seeds."""
+    # The object API with its Agg canvas: no pyplot, no global backend switch in the caller's process.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1.3 * max(len(summary), 2) + 1.2, 4.0))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    width = 0.38
+    for offset, (metric, color) in zip((-width / 2, width / 2),
+                                       (("HR@10", "#4c72b0"), ("NDCG@10", "#dd8452"))):
+        for i, entry in enumerate(summary):
+            x = i + offset
+            sd = entry["sd"][metric] or 0.0
+            axes.bar(x, entry["mean"][metric], width, yerr=sd, capsize=3, color=color,
+                     label=metric if i == 0 else None)
+            seeds = [row[metric] for row in rows if row["model"] == entry["model"]]
+            axes.plot([x] * len(seeds), seeds, "k.", markersize=4,
+                      label="one seed" if i == 0 and metric == "HR@10" else None)
+    axes.set_xticks(range(len(summary)))
+    axes.set_xticklabels([entry["model"] for entry in summary])
+    axes.set_xlim(-0.6, len(summary) - 0.4)
+    seeds = max((len(entry["seeds"]) for entry in summary), default=0)
+    axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != 1 else ''}, bars ± 1 sd",
+                   fontsize=10)
+    axes.set_ylabel("HR@10, NDCG@10")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    tmp = f"{path}.tmp{os.getpid()}"
+    figure.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp, path)

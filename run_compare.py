@@ -1,0 +1,62 @@
+"""Compare FAME, FAME w/o MoE (N=1), SASRec, GRU4Rec and CORE on one dataset, over several seeds.
+
+    python run_compare.py --dataset=beauty
+    python run_compare.py --dataset=ml-100k --seeds 2020 2021 --models FAME SASRec --epochs=20
+
+Writes <out>/table.md, table.csv, results.json and chart.png (default out: results/compare-NAME).
+Finished runs are kept in <out>/runs/: the same command again resumes where it stopped.
+Every other --key=value is a config key for all models, as in run_fame.py.
+"""
+
+import argparse
+import os
+import shlex
+import sys
+
+from recbole_fame.checkpoint import CheckpointError
+from recbole_fame.compare import (
+    DEFAULT_MODELS,
+    DEFAULT_SEEDS,
+    RunFailed,
+    compare,
+    default_out,
+    parse_overrides,
+)
+
+
+def main():
+    # No abbreviations: --seed=1 or --model=X must not silently become --seeds / --models.
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--dataset", "-d", required=True, help="dataset name (ml-100k, beauty, ...)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
+                        help="FAME, FAME-N1 (FAME with n_experts=1) or RecBole sequential models")
+    parser.add_argument("--out", help="output folder (default results/compare-NAME)")
+    parser.add_argument("--config_files", default=None,
+                        help="space-separated yaml files (also looked up in properties/)")
+    parser.add_argument("--paper_table", default=None,
+                        help="the paper's Table 2 as CSV (default: results/fame_paper_table2.csv)")
+    args, rest = parser.parse_known_args()
+    command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])
+    sys.argv = sys.argv[:1]  # RecBole's Config would read the --key=value arguments a second time
+    options = {"paper_table": args.paper_table} if args.paper_table else {}
+    try:
+        compare(
+            dataset=args.dataset,
+            models=args.models,
+            seeds=args.seeds,
+            out=args.out,
+            config_file_list=args.config_files.split() if args.config_files else None,
+            overrides=parse_overrides(rest),
+            command=command,
+            **options,
+        )
+    except (ValueError, FileNotFoundError, CheckpointError, RunFailed) as exc:
+        sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        runs = os.path.join(args.out or default_out(args.dataset), "runs")
+        sys.exit(f"interrupted: the finished runs are kept in {runs}; the same command resumes")
+
+
+if __name__ == "__main__":
+    main()

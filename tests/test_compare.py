@@ -1,0 +1,192 @@
+"""run_compare.py on the tiny dataset: runs, resumption, stage-1 reuse, reports, errors."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recbole_fame import compare as compare_module
+from recbole_fame.compare import RunFailed, compare, plan
+from recbole_fame.compare_report import write_reports
+
+from helpers import build_fame
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def settings(tiny_config):
+    """tiny_config as comparison overrides (the comparison puts checkpoints under --out)."""
+    return {key: value for key, value in tiny_config.items() if key != "checkpoint_dir"}
+
+
+def _runs(out):
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "runs").glob("*.json")}
+
+
+def _record(out, name):
+    return json.loads((out / "runs" / f"{name}.json").read_text())
+
+
+def _parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_config, tmp_path):
+    out = tmp_path / "cmp"
+    compare("tiny", models=["SASRec", "FAME"], seeds=[2020], out=str(out), overrides=settings)
+    first = _runs(out)
+    assert sorted(first) == ["FAME-seed2020.json", "SASRec-seed2020.json"]
+
+    models = ["SASRec", "FAME", "FAME-N1"]
+    data = compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    after = _runs(out)
+    assert sorted(after) == ["FAME-N1-seed2020.json", "FAME-seed2020.json", "SASRec-seed2020.json"]
+    for name, (mtime, content) in first.items():  # not retrained, not rewritten
+        assert after[name] == (mtime, content), name
+
+    # Stage 1 is the SASRec run: one SASRec checkpoint in all, the one both FAME variants loaded.
+    sasrec = _record(out, "SASRec-seed2020")
+    assert [str(p) for p in out.glob("checkpoints/*/SASRec-*.pth")] == [sasrec["model_file"]]
+    for name in ("FAME-seed2020", "FAME-N1-seed2020"):
+        record = _record(out, name)
+        assert record["pretrained_path"] == sasrec["model_file"]
+        assert record["stage_one_seconds"] == sasrec["seconds"]
+        assert record["epochs_run"] == 2 and record["best_epoch"] in (0, 1)
+        assert record["seconds_per_epoch"] > 0 and record["peak_rss_mib"] > 0
+    # FAME-N1 is FAME with one expert per head (tiny_config has 3).
+    assert _record(out, "FAME-seed2020")["parameters"] == _parameters(build_fame(tiny_config)[0])
+    assert _record(out, "FAME-N1-seed2020")["parameters"] == _parameters(
+        build_fame(tiny_config, n_experts=1)[0])
+
+    # Markdown: the command, then one row per model with six metrics in [0, 1].
+    table = (out / "table.md").read_text()
+    assert table.startswith(
+        "# FAME and baselines on tiny\n\nCommand: `python run_compare.py --dataset=tiny "
+        "--seeds 2020 --models SASRec FAME FAME-N1 --out=cmp")
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert [row[0] for row in rows] == models
+    for row in rows:
+        assert row[1] == "1" and all(0.0 <= float(cell) <= 1.0 for cell in row[2:8])
+        assert row[11] == f"{_record(out, row[0] + '-seed2020')['parameters']:,}"
+    assert "## The paper's Table 2" not in table  # no paper rows for 'tiny'
+
+    with open(out / "table.csv", newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert [(r["model"], r["seed"]) for r in csv_rows] == (
+        [(m, "2020") for m in models] + [(m, "mean") for m in models] + [(m, "sd") for m in models])
+    for r in csv_rows[:6]:
+        assert all(0.0 <= float(r[m]) <= 1.0 for m in METRICS)
+    for r in csv_rows[6:]:
+        assert all(r[m] == "" for m in METRICS)  # one seed: no spread
+
+    assert data == json.loads((out / "results.json").read_text())
+    assert [entry["model"] for entry in data["summary"]] == models
+    for run in data["runs"]:
+        test_result = _record(out, f"{run['model']}-seed2020")["test_result"]
+        assert [run[m] for m in METRICS] == list(test_result.values())
+
+    png = (out / "chart.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    import matplotlib.image
+
+    assert matplotlib.image.imread(str(out / "chart.png")).shape[2] in (3, 4)
+
+    # Output settings may change on a rerun; other settings are refused, naming the file and the
+    # key, and nothing is lost.
+    compare("tiny", models=models, seeds=[2020], out=str(out),
+            overrides={**settings, "show_progress": True, "state": "ERROR"})
+    assert _runs(out) == after
+    with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
+                                         r"\(config_dict.epochs: 2 then, 1 now\)"):
+        compare("tiny", models=models, seeds=[2020], out=str(out), overrides={**settings, "epochs": 1})
+    assert _runs(out) == after
+
+
+def test_a_failed_run_is_named_and_finished_runs_are_kept(settings, tmp_path):
+    out = tmp_path / "cmp"
+    with pytest.raises(RunFailed, match=r"FAME, seed 7 failed: ValueError: .*final_residual"):
+        compare("tiny", models=["SASRec", "FAME"], seeds=[7], out=str(out),
+                overrides={**settings, "final_residual": "bogus"})  # only FAME reads it
+    assert sorted(_runs(out)) == ["SASRec-seed7.json"]
+    assert 0.0 <= _record(out, "SASRec-seed7")["test_result"]["ndcg@10"] <= 1.0
+
+
+def test_bad_model_dataset_or_key_is_named_before_anything_runs(settings, tmp_path):
+    out = tmp_path / "cmp"
+    with pytest.raises(ValueError, match="Unknown model 'SASRek' in --models"):
+        compare("tiny", models=["FAME", "SASRek"], seeds=[1], out=str(out), overrides=settings)
+    with pytest.raises(ValueError, match="Model 'CORE' is given twice"):
+        compare("tiny", models=["CORE", "CORE"], seeds=[1], out=str(out), overrides=settings)
+    with pytest.raises(ValueError, match="'seed' cannot be set for a comparison: use --seeds"):
+        compare("tiny", models=["CORE"], seeds=[1], out=str(out), overrides={**settings, "seed": 3})
+    with pytest.raises(FileNotFoundError, match=r"Dataset 'nope': no interaction file at .*nope\.inter"):
+        compare("nope", models=["FAME"], seeds=[1], out=str(out), overrides=settings)
+    assert not out.exists()
+
+
+def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, monkeypatch):
+    jobs = plan("tiny", ["GRU4Rec", "FAME", "FAME-N1"], [1, 2], overrides=settings)
+    assert [(j.label, j.seed, j.reported, j.stage_one) for j in jobs] == [
+        (label, seed, reported, stage_one) for seed in (1, 2) for label, reported, stage_one in (
+            ("SASRec", False, None), ("GRU4Rec", True, None), ("FAME", True, "SASRec"),
+            ("FAME-N1", True, "SASRec"))]
+    assert jobs[3].config_dict["n_experts"] == 1
+
+    # A FAME whose backbone differs from SASRec's gets a SASRec with its backbone, trained once.
+    monkeypatch.setitem(compare_module.VARIANTS, "FAME-wide", ("FAME", {"inner_size": 64}))
+    jobs = plan("tiny", ["SASRec", "FAME-wide"], [1], overrides=settings)
+    assert [(j.label, j.reported, j.stage_one) for j in jobs] == [
+        ("SASRec-stage1", False, None), ("SASRec", True, None), ("FAME-wide", True, "SASRec-stage1")]
+    assert jobs[0].config_dict["inner_size"] == 64 and jobs[1].config_dict["inner_size"] == 32
+
+    jobs = plan("tiny", ["FAME"], [1], overrides={**settings, "pretrain": False})
+    assert [(j.label, j.stage_one) for j in jobs] == [("FAME", None)]
+
+
+def _fake_record(model, seed, hit10, ndcg10):
+    test = {"hit@5": hit10 / 2, "hit@10": hit10, "hit@20": hit10 * 1.5,
+            "ndcg@5": ndcg10 / 2, "ndcg@10": ndcg10, "ndcg@20": ndcg10 * 1.2}
+    return {"model": model, "seed": seed, "test_result": test, "best_epoch": seed, "epochs_run": 10,
+            "seconds_per_epoch": 2.0, "parameters": 1000, "peak_rss_mib": 500.0, "peak_cuda_mib": None,
+            "seconds": 30.0, "stage_one_seconds": 20.0 if model == "FAME" else None,
+            "model_file": f"{model}-{seed}.pth", "device": "cpu"}
+
+
+def test_report_mean_sd_and_the_papers_rows(tmp_path):
+    # Paper (Beauty): FAME HR@10 0.0978, NDCG@10 0.0593.
+    records = [_fake_record("FAME", 1, 0.0978 * 0.9, 0.0593 * 0.8),
+               _fake_record("FAME", 3, 0.0978 * 1.0, 0.0593 * 0.9),
+               _fake_record("SASRec", 1, 0.07, 0.04)]
+    data = write_reports(str(tmp_path), "beauty", "python run_compare.py --dataset=beauty", [1, 3],
+                         ["SASRec", "FAME"], records)
+    fame = data["summary"][1]
+    assert fame["model"] == "FAME" and fame["seeds"] == [1, 3]
+    assert fame["mean"]["HR@10"] == round(0.0978 * 0.95, 6)
+    assert fame["sd"]["HR@10"] == round(0.0978 * 0.1 / math.sqrt(2), 6)
+    assert fame["mean"]["epochs_to_best"] == 3  # best epochs 1 and 3 (0-based) -> 2 and 4 epochs
+    assert fame["mean"]["total_seconds"] == 50  # stage 1 included
+    table = (tmp_path / "table.md").read_text()
+    assert "| FAME | 2 | 0.0465 ± 0.0035 | 0.0929 ± 0.0069 |" in table
+    assert "## The paper's Table 2 (Beauty)" in table
+    assert "| SASRec (paper) | 0.0508 | 0.0761 | 0.1057 | 0.0318 | 0.0400 | 0.0474 |" in table
+    assert "| GRU4Rec (paper)" not in table  # only the models compared
+    assert ("FAME here: HR@10 0.0929 = 95.0% of the paper's 0.0978; "
+            "NDCG@10 0.0504 = 85.0% of the paper's 0.0593.") in table
+    assert data["paper"]["table2"]["FAME"]["NDCG@10"] == 0.0593
+    assert (tmp_path / "chart.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_run_compare_cli_names_a_bad_model(tmp_path):
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "run_compare.py"), "--dataset=tiny", "--models", "FAME",
+         "Foo"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "error: Unknown model 'Foo' in --models" in done.stderr
