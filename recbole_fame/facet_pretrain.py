@@ -1,11 +1,14 @@
 """Text-enhanced facet-aware pre-training of item embeddings (the extended FAME).
 
 Before sequential training, a frozen sentence encoder turns each item's text into a vector
-(:mod:`recbole_fame.text_encoder`), and one linear projection per FAME head maps it to that head's
-d' = d/H sub-space. Each projection is trained with a supervised contrastive loss on the facets
-assigned to its head (``text_facets``: facet labels from categorical item fields, such as ml-100k's
-genres and release decade): items sharing the facet's label are pulled together, the others pushed
-apart. Facets take turns, per step or per epoch (``text_pretrain_alternate``). The head
+(:mod:`recbole_fame.text_encoder`); a mixture-of-experts adaptor shared by all heads (MIRACLE,
+SIGIR'23, section 3.2; ``text_adaptor_experts``) and then one linear projection per FAME head map
+it to that head's d' = d/H sub-space (:class:`FacetProjector`). Each head is trained with a
+supervised contrastive loss on the facets assigned to it (``text_facets``: facet labels from
+categorical item fields, such as ml-100k's genres and release decade): items sharing the facet's
+label are pulled together, the others pushed apart. Facets take turns, per step or per epoch
+(``text_pretrain_alternate``); the turns meet in the shared adaptor (without it, facets on
+different heads train disjoint parameters and the order of turns changes nothing). The head
 sub-embeddings, concatenated, initialise the item embeddings of FAME (whose W_f^(h) starts as the
 selector of head h's coordinates, so x_v^(h) is exactly head h's pre-trained sub-embedding) or of
 SASRec, FAME's stage 1, from which FAME then inherits them.
@@ -143,10 +146,12 @@ def parse_facets(value, n_heads, table):
 def facet_labels(table, facet, items):
     """The label set of each of ``items`` for ``facet`` (empty when the item has no value).
 
-    A ``token_seq`` field gives one label per token (genres); ``bucket`` turns an integer value into
-    the start of its bucket (1995 with bucket 10 -> '1990').
+    A ``token_seq`` field gives one label per token (genres); ``bucket`` turns a numeric value into
+    the start of its bucket (1995 with bucket 10 -> '1990'). A value that is not a number gives no
+    label, with a warning naming the items (ml-100k has two: item 267 'unkonwn', item 1412 'V');
+    a field with no number at all raises ``ValueError``.
     """
-    labels = []
+    labels, bad = [], []
     for item in items:
         values = table.tokens(item, facet.field)
         if facet.bucket is not None:
@@ -154,14 +159,23 @@ def facet_labels(table, facet, items):
             for value in values:
                 try:
                     number = int(float(value))
-                except ValueError:
-                    raise ValueError(
-                        f"text_facets '{facet.name}' buckets field '{facet.field}', but item {item} of "
-                        f"{table.path} has the value {value!r}, not a number"
-                    ) from None
+                except (ValueError, OverflowError):
+                    bad.append((item, value))
+                    continue
                 bucketed.append(str(number - number % facet.bucket))
             values = bucketed
         labels.append(frozenset(values))
+    if bad:
+        shown = ", ".join(f"{item} {value!r}" for item, value in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        if not any(labels):
+            raise ValueError(
+                f"text_facets '{facet.name}' buckets field '{facet.field}' of {table.path}, which holds no "
+                f"number (items {shown})"
+            )
+        getLogger().warning(
+            f"text_facets '{facet.name}': {len(bad)} items of {table.path} have a '{facet.field}' that is not "
+            f"a number and get no label: {shown}"
+        )
     return labels
 
 
@@ -193,6 +207,44 @@ def supervised_contrastive_loss(embeddings, weights, temperature):
     if not anchors.any():
         return None
     return (-(weights * log_prob).sum(1)[anchors] / positive[anchors]).mean()
+
+
+# ---------------------------------------------------------------- the projections
+
+
+class FacetProjector(nn.Module):
+    """Text vector -> each assigned head's d' sub-space.
+
+    With ``n_experts`` > 0, a mixture-of-experts adaptor shared by all heads comes first (MIRACLE,
+    SIGIR'23, Eq. 2-4: ``x = sum_k g_k (t - b_k) W_k``, ``g = softmax(t W_g + b_g)``, to d dims),
+    then one linear map per head to d'. The shared adaptor is what the facets' turns compete for;
+    with ``n_experts=0`` each head's projection reads the text vector directly and, heads being
+    disjoint, facets on different heads never interact.
+    """
+
+    def __init__(self, text_size, hidden_size, head_size, heads, n_experts):
+        super().__init__()
+        self.n_experts = n_experts
+        if n_experts:
+            self.gate = nn.Linear(text_size, n_experts)
+            self.expert_bias = nn.Parameter(torch.zeros(n_experts, text_size))
+            self.expert_weight = nn.Parameter(torch.empty(n_experts, text_size, hidden_size))
+            for k in range(n_experts):
+                nn.init.xavier_uniform_(self.expert_weight.data[k])
+        width = hidden_size if n_experts else text_size
+        self.heads = nn.ModuleDict({str(h): nn.Linear(width, head_size) for h in heads})
+
+    def adapt(self, text):
+        if not self.n_experts:
+            return text
+        gate = torch.softmax(self.gate(text), dim=-1)  # [B, G]
+        experts = torch.einsum("bgt,gth->bgh", text.unsqueeze(1) - self.expert_bias, self.expert_weight)
+        return (gate.unsqueeze(-1) * experts).sum(1)
+
+    def forward(self, text, heads):
+        """``{head: [B, d']}`` for ``heads`` (0-based)."""
+        adapted = self.adapt(text)
+        return {h: self.heads[str(h)](adapted) for h in heads}
 
 
 # ---------------------------------------------------------------- training
@@ -235,14 +287,16 @@ def train_projections(
     device="cpu",
     trainable=None,
     show_progress=False,
+    n_experts=0,
+    hidden_size=None,
 ):
-    """Train one linear projection per assigned head on ``vectors`` [n, D].
+    """Train a :class:`FacetProjector` on ``vectors`` [n, D].
 
     ``labels``: per facet, a list of n label sets. ``trainable``: indices of the items whose labels
-    the training may use (default: all). Returns ``(projections, losses)``: head (0-based) ->
-    ``nn.Linear(D, d')``, and the mean loss of each facet in each epoch. The global random state
-    is left as it was: the pipeline draws the same model weights whether the pre-training ran or
-    came from the cache.
+    the training may use (default: all). ``n_experts``, ``hidden_size``: the shared adaptor
+    (none when 0). Returns ``(projector, losses)``, the losses being the mean loss of each facet
+    in each epoch. The global random state is left as it was: the pipeline draws the same model
+    weights whether the pre-training ran or came from the cache.
     """
     if alternate not in ALTERNATE_MODES:
         raise ValueError(f"text_pretrain_alternate must be one of {ALTERNATE_MODES}, got {alternate!r}")
@@ -268,9 +322,9 @@ def train_projections(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        projections = nn.ModuleDict({str(h): nn.Linear(vectors.size(1), head_size) for h in heads})
-        projections.to(device)
-        optimizer = torch.optim.Adam(projections.parameters(), lr=learning_rate)
+        projector = FacetProjector(vectors.size(1), hidden_size or n_heads * head_size, head_size, heads, n_experts)
+        projector.to(device)
+        optimizer = torch.optim.Adam(projector.parameters(), lr=learning_rate)
         vectors, multi_hot = vectors.to(device), [m.to(device) for m in multi_hot]
         n_epochs = epochs if alternate == "step" else epochs * len(facets)
         totals = {}
@@ -295,8 +349,8 @@ def train_projections(
             batch = batch.to(device)
             weights = jaccard_weights(multi_hot[f][batch])
             loss = None
-            for h in facets[f].heads:
-                head_loss = supervised_contrastive_loss(projections[str(h)](vectors[batch]), weights, temperature)
+            for head_output in projector(vectors[batch], facets[f].heads).values():
+                head_loss = supervised_contrastive_loss(head_output, weights, temperature)
                 if head_loss is not None:
                     loss = head_loss if loss is None else loss + head_loss
             if loss is None:  # no two items of the batch share a label
@@ -308,15 +362,16 @@ def train_projections(
             totals[(epoch, f)] = (total + loss.item() / len(facets[f].heads), steps + 1)
         close_epoch(current)
         progress.close()
-    return {int(h): projection for h, projection in projections.items()}, losses
+    return projector.eval(), losses
 
 
 @torch.no_grad()
-def head_embeddings(projections, vectors, head_size, initializer_range, device="cpu"):
-    """Each head's unit projection of ``vectors``, scaled to a random sub-embedding's length."""
+def head_embeddings(projector, vectors, head_size, initializer_range, device="cpu"):
+    """Each assigned head's unit projection of ``vectors``, scaled to a random sub-embedding's length."""
     vectors = torch.as_tensor(np.asarray(vectors), dtype=torch.float32).to(device)
     scale = initializer_range * math.sqrt(head_size)
-    return {h: (F.normalize(p(vectors), dim=-1) * scale).cpu() for h, p in projections.items()}
+    heads = sorted(int(h) for h in projector.heads)
+    return {h: (F.normalize(out, dim=-1) * scale).cpu() for h, out in projector(vectors, heads).items()}
 
 
 # ---------------------------------------------------------------- the pipeline step
@@ -332,7 +387,11 @@ def text_settings(config):
         "learning_rate": config["text_pretrain_lr"],
         "temperature": config["text_pretrain_temperature"],
         "alternate": config["text_pretrain_alternate"],
+        "adaptor_experts": config["text_adaptor_experts"],
     }
+    experts = settings["adaptor_experts"]
+    if isinstance(experts, bool) or not isinstance(experts, int) or experts < 0:
+        raise ValueError(f"text_adaptor_experts must be an integer >= 0, got {experts!r}")
     if isinstance(settings["fields"], str):
         settings["fields"] = [settings["fields"]]
     if not settings["fields"]:
@@ -433,7 +492,7 @@ def _text_pretraining(config, holdout_share, show_progress):
         logger.warning(f"Heads {[h + 1 for h in unassigned]} have no facet in text_facets: they keep their random initialisation")
     held = set(holdout)
     trainable = [i for i in range(len(items)) if i not in held]
-    projections, losses = train_projections(
+    projector, losses = train_projections(
         vectors,
         labels,
         facets,
@@ -448,8 +507,10 @@ def _text_pretraining(config, holdout_share, show_progress):
         device=config["device"],
         trainable=trainable,
         show_progress=show_progress,
+        n_experts=settings["adaptor_experts"],
+        hidden_size=hidden_size,
     )
-    embeddings = head_embeddings(projections, vectors, head_size, config["initializer_range"], config["device"])
+    embeddings = head_embeddings(projector, vectors, head_size, config["initializer_range"], config["device"])
     result = FacetPretraining(
         items=items,
         head_embeddings=embeddings,

@@ -71,12 +71,15 @@ def test_bad_text_facets_are_named(text_config, facets, message):
     assert message in str(error.value)
 
 
-def test_non_numeric_bucketed_value_names_item_and_file(text_config):
+def test_non_numeric_bucketed_values_get_no_label_with_a_warning(text_config, caplog):
     table = _table(text_config)
-    table.rows["i5"]["release_year"] = "unknown"
+    table.rows["i5"]["release_year"] = "V"  # as ml-100k's item 1412
     facet = Facet("decade", "release_year", [1], 10)
-    with pytest.raises(ValueError, match=r"item i5 of .*tiny\.item has the value 'unknown', not a number"):
-        facet_labels(table, facet, ["i4", "i5"])
+    with caplog.at_level("WARNING"):
+        assert facet_labels(table, facet, ["i4", "i5"]) == [{"1970"}, set()]
+    assert "1 items of " in caplog.text and "have a 'release_year' that is not a number and get no label: i5 'V'" in caplog.text
+    with pytest.raises(ValueError, match=r"buckets field 'release_year' of .*tiny\.item, which holds no number \(items i5 'V'\)"):
+        facet_labels(table, facet, ["i5"])
 
 
 def test_unknown_text_field_and_missing_item_file(text_config, tiny_data):
@@ -204,6 +207,13 @@ def test_alternation_modes_have_the_same_budget_and_the_cache_keeps_the_random_s
     assert [row["facet"] for row in per_epoch.losses[:3]] == ["genre", "decade", "genre"]
     assert [row["epoch"] for row in per_epoch.losses[:3]] == [0, 1, 2]
     assert sum(r["steps"] for r in per_epoch.losses) == sum(r["steps"] for r in per_step.losses)
+    # The order matters through the adaptor both heads share; without it, facets on different
+    # heads never meet and both modes train the same projections.
+    assert not torch.equal(per_epoch.head_embeddings[0], per_step.head_embeddings[0])
+    no_adaptor = [text_pretraining(make_config("FAME", {**text_config, "text_adaptor_experts": 0,
+                                                        "text_pretrain_alternate": mode}))
+                  for mode in ("step", "epoch")]
+    assert torch.allclose(no_adaptor[0].head_embeddings[0], no_adaptor[1].head_embeddings[0], atol=1e-6)
 
     # The same settings again: read from disk, and the global random state is untouched either way.
     facet_pretrain._RESULTS.clear()
