@@ -59,7 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
     parser.add_argument("--arms", nargs="+", default=["off", "step"], choices=list(ARMS))
     parser.add_argument("--tail_share", type=float, default=0.2, help="share of least-interacted items")
-    parser.add_argument("--holdout_share", type=float, default=0.2, help="items whose labels the held-out pre-training hides")
+    parser.add_argument("--holdout_share", type=float, default=0.2,
+                        help="share of items whose labels the held-out pre-training hides")
     parser.add_argument("--out", help="markdown report (default results/text-pretrain-<dataset>.md)")
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
@@ -177,7 +178,7 @@ def report(args, store, command):
     runs = store["runs"]
     seeds = args.seeds
     lines = [f"# Text-enhanced facet-aware pre-training on {args.dataset}", "", f"`{command}`", ""]
-    overrides = store["settings"]["overrides"]
+    overrides = " ".join(f"`--{k}={v}`" for k, v in store["settings"]["overrides"].items())
     lines.append(
         f"{args.model}, settings of `run_fame.py` plus {overrides or 'nothing'}; mean ± sd over seeds "
         f"{', '.join(map(str, seeds))} (runs missing from a row are still to do). Arms: `off` = random item "
@@ -186,10 +187,10 @@ def report(args, store, command):
     lines += ["", "## Test metrics", ""]
     lines.append(
         f"'tail' = test users whose target is among the {args.tail_share:.0%} least-interacted items "
-        "(n = such users per seed)."
+        "(n = such users per seed: with few of them, these columns are noisy)."
     )
-    lines += ["", "| arm | runs | HR@10 | NDCG@10 | tail HR@10 | tail NDCG@10 | tail n | valid NDCG@10 | best epoch | seconds |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| arm | runs | HR@10 | NDCG@10 | tail HR@10 | tail NDCG@10 | tail n | valid NDCG@10 "
+                  "| best epoch | seconds (both stages) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for arm in args.arms:
         rows = [runs[f"train|{arm}|{seed}"] for seed in seeds if f"train|{arm}|{seed}" in runs]
         if not rows:
@@ -199,7 +200,7 @@ def report(args, store, command):
             f"{mean_sd([r['all']['ndcg@10'] for r in rows])} | {mean_sd([r['tail']['hit@10'] for r in rows])} | "
             f"{mean_sd([r['tail']['ndcg@10'] for r in rows])} | {', '.join(str(r['tail']['n']) for r in rows)} | "
             f"{mean_sd([r['best_valid_result'].get('ndcg@10') for r in rows])} | "
-            f"{', '.join(str(r['best_epoch']) for r in rows)} | {statistics.median(r['seconds'] for r in rows):.0f} |"
+            f"{', '.join(str(r['best_epoch']) for r in rows)} | {statistics.median(r['seconds'] + (r['stage_one_seconds'] or 0) for r in rows):.0f} |"
         )
     tail_info = next((r["tail_items"] for r in runs.values() if "tail_items" in r), None)
     if tail_info:
@@ -235,8 +236,8 @@ def report(args, store, command):
             label = f"{row['head']} ({row['facet']})" + (", held-out" if variant == "alignment_holdout" else "")
             lines.append(f"| {label} | {row['n']} | " + " | ".join(cells) + " |")
 
-    lines += ["", "## Pre-training loss (first → last epoch, mean over seeds)", "", "| alternate | facet | first | last |",
-              "|---|---|---|---|"]
+    lines += ["", "## Pre-training loss (first → last epoch, mean over seeds)", "",
+              "| alternate | facet | first | last |", "|---|---|---|---|"]
     for mode in ("step", "epoch"):
         records = [runs[f"pretrain|{mode}|{seed}"] for seed in seeds if f"pretrain|{mode}|{seed}" in runs]
         for facet in (records[0]["loss_first"] if records else {}):
@@ -247,7 +248,8 @@ def report(args, store, command):
 
 def main(argv=None):
     args, overrides = parse_args(argv)
-    command = " ".join(["python"] + [shlex.quote(a) for a in (sys.argv if argv is None else ["benchmarks/text_pretrain.py", *argv])])
+    words = sys.argv if argv is None else ["benchmarks/text_pretrain.py", *argv]
+    command = " ".join(["python"] + [shlex.quote(word) for word in words])
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     out = args.out or os.path.join("results", f"text-pretrain-{args.dataset}.md")
     store_path = os.path.splitext(out)[0] + ".json"

@@ -54,7 +54,8 @@ def target_metrics(model, test_data, items=None, topk=(5, 10, 20), batch_size=10
         top = torch.topk(scores, max_k, dim=-1).indices
         hit = top == batch[iid_field].unsqueeze(1)
         # Rank of the target within the top max_k (max_k when it is not there).
-        ranks.append(torch.where(hit.any(1), hit.float().argmax(1), torch.full_like(hit[:, 0], max_k, dtype=torch.long)).cpu())
+        missed = torch.full((len(batch),), max_k, dtype=torch.long, device=hit.device)
+        ranks.append(torch.where(hit.any(1), hit.float().argmax(1), missed).cpu())
     result = {"n": len(rows)}
     rank = torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
     for k in topk:
@@ -71,4 +72,9 @@ def target_metrics(model, test_data, items=None, topk=(5, 10, 20), batch_size=10
 def describe_items(dataset, items):
     """Interactions of the given items: ``{"items", "min", "median", "max"}`` (for reports)."""
     counts = item_interaction_counts(dataset)[list(items)]
-    return {"items": len(counts), "min": int(counts.min()), "median": float(np.median(counts)), "max": int(counts.max())}
+    return {
+        "items": len(counts),
+        "min": int(counts.min()),
+        "median": float(np.median(counts)),
+        "max": int(counts.max()),
+    }

@@ -395,7 +395,9 @@ def text_settings(config):
     if isinstance(settings["fields"], str):
         settings["fields"] = [settings["fields"]]
     if not settings["fields"]:
-        raise ValueError("text_pretrain is on but text_fields is empty: name the item fields to encode, e.g. [movie_title]")
+        raise ValueError(
+            "text_pretrain is on but text_fields is empty: name the item fields to encode, e.g. [movie_title]"
+        )
     if config["text_facets"] is None:
         raise ValueError(
             "text_pretrain is on but text_facets is not set: map facet names to an item field and heads, e.g. "
@@ -489,7 +491,9 @@ def _text_pretraining(config, holdout_share, show_progress):
     )
     unassigned = sorted(set(range(n_heads)) - {h for f in facets for h in f.heads})
     if unassigned:
-        logger.warning(f"Heads {[h + 1 for h in unassigned]} have no facet in text_facets: they keep their random initialisation")
+        logger.warning(
+            f"Heads {[h + 1 for h in unassigned]} have no facet in text_facets: they keep their random initialisation"
+        )
     held = set(holdout)
     trainable = [i for i in range(len(items)) if i not in held]
     projector, losses = train_projections(
@@ -561,7 +565,9 @@ def _log_alignment(result):
     logger = getLogger()
     for row in result.alignment:
         values = ", ".join(
-            f"{name} {value:.3f}" for name, value in row.items() if name not in ("head", "facet", "n") and value is not None
+            f"{name} {value:.3f}"
+            for name, value in row.items()
+            if name not in ("head", "facet", "n") and value is not None
         )
         logger.info(f"head {row['head']} ({row['facet']}): {ALIGNMENT_K}-NN label accuracy {values} (n={row['n']})")
 
