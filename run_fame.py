@@ -14,6 +14,7 @@ import sys
 
 from recbole_fame.checkpoint import CheckpointError
 from recbole_fame.quick_start import resume, run
+from recbole_fame.text_encoder import TextExtraMissing
 
 
 def main():
@@ -73,8 +74,9 @@ def main():
                 port=args.port,
                 group_offset=args.group_offset,
             )
-    except (FileNotFoundError, CheckpointError) as exc:
+    except (FileNotFoundError, CheckpointError, TextExtraMissing) as exc:
         sys.exit(f"error: {exc}")
+
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,6 @@ Item titles and genres come from the dataset's ``.item`` atomic file when it has
 not the training loaded it.
 """
 
-import csv
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from recbole_fame.inference import encode_histories, history_interaction
+from recbole_fame.item_file import read_item_file
 
 TITLE_FIELDS = ("title", "movie_title", "name")
 YEAR_FIELDS = ("release_year", "year")
@@ -54,33 +54,23 @@ class ItemMetadata:
 def read_item_metadata(config):
     """Titles (``title``/``movie_title`` field, with ``release_year`` if there) and genres (``class``/``genre`` field) from
     ``<data_path>/<dataset>.item``; empty metadata when the file or the fields are missing."""
-    path = os.path.join(config["data_path"], f"{config['dataset']}.item")
     metadata = ItemMetadata()
-    if not os.path.isfile(path):
+    try:
+        table = read_item_file(config)
+    except ValueError:  # no item id column: nothing to label items with
         return metadata
-    separator = config["field_separator"] or "\t"
-    seq_separator = config["seq_separator"] or " "
-    with open(path, encoding=config["encoding"] or "utf-8", newline="") as f:
-        rows = csv.reader(f, delimiter=separator, quoting=csv.QUOTE_NONE)
-        header = [name.split(":")[0] for name in next(rows, [])]
-        item_field = config["ITEM_ID_FIELD"]
-        if item_field not in header:
-            return metadata
-        item_col = header.index(item_field)
-        title_col = next((header.index(n) for n in TITLE_FIELDS if n in header), None)
-        year_col = next((header.index(n) for n in YEAR_FIELDS if n in header), None)
-        genre_name = next((n for n in GENRE_FIELDS if n in header), None)
-        genre_col = header.index(genre_name) if genre_name else None
-        metadata.genre_field = genre_name
-        for row in rows:
-            if len(row) != len(header):
-                continue  # a malformed line: no title for that item rather than a wrong one
-            item = row[item_col]
-            if title_col is not None and row[title_col]:
-                year = row[year_col] if year_col is not None else ""
-                metadata.titles[item] = f"{row[title_col]} ({year})" if year else row[title_col]
-            if genre_col is not None:
-                metadata.genres[item] = [g for g in row[genre_col].split(seq_separator) if g]
+    if table is None:
+        return metadata
+    title_field = next((n for n in TITLE_FIELDS if n in table.fields), None)
+    year_field = next((n for n in YEAR_FIELDS if n in table.fields), None)
+    genre_field = next((n for n in GENRE_FIELDS if n in table.fields), None)
+    metadata.genre_field = genre_field
+    for item, row in table.rows.items():
+        if title_field is not None and row[title_field]:
+            year = row[year_field] if year_field is not None else ""
+            metadata.titles[item] = f"{row[title_field]} ({year})" if year else row[title_field]
+        if genre_field is not None:
+            metadata.genres[item] = [g for g in row[genre_field].split(table.seq_separator) if g]
     return metadata
 
 

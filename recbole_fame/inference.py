@@ -43,7 +43,7 @@ def load_data_and_model(model_file):
 
     dataset, train_data, valid_data, test_data = prepare_data(config)
     init_seed(config["seed"], config["reproducibility"])
-    model = build_model(config, train_data._dataset)
+    model = build_model(config, train_data._dataset, load_pretrained=False)  # weights from model_file
     load_model_state(model, checkpoint, model_file)
     model.eval()
     return config, model, dataset, train_data, valid_data, test_data

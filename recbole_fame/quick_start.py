@@ -22,6 +22,12 @@ from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
 from recbole_fame.distributed import parameter_checksums, run_distributed
+from recbole_fame.facet_pretrain import (
+    TEXT_INIT_MODELS,
+    init_item_embeddings,
+    text_pretraining,
+    uses_text_pretraining,
+)
 from recbole_fame.speedups import use_fast_layers
 from recbole_fame.trainer import resumable
 
@@ -66,9 +72,10 @@ def run(
     """
     if nproc != 1 or world_size > 0:
         # Bad config files and missing data get their clear errors here, not once per process.
-        check_dataset_files(
-            Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-        )
+        config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        check_dataset_files(config)
+        if needs_text_pretraining(config):  # once, here: the ranks read it from the cache
+            text_pretraining(config)
         return run_distributed(
             model, dataset, config_file_list, config_dict, saved, nproc, world_size, ip, port, group_offset
         )
@@ -77,6 +84,9 @@ def run(
     )
     _start(config)
     data = prepare_data(config)[1:]
+    if needs_text_pretraining(config):
+        getLogger().info(set_color("Text-enhanced facet-aware pre-training of item embeddings", "green"))
+        text_pretraining(config)
 
     sasrec_config = None
     if trains_stage_one(config):
@@ -92,6 +102,19 @@ def run(
 def trains_stage_one(config):
     """Whether ``run`` trains SASRec first for this config (FAME, pretraining, no checkpoint given)."""
     return config["model"] == "FAME" and bool(config["pretrain"]) and not config["pretrained_path"]
+
+
+def needs_text_pretraining(config):
+    """Whether a run of ``config`` initialises some model's item embeddings from text: FAME
+    itself, or the SASRec of its stage 1 (FAME built from a given SASRec checkpoint takes that
+    checkpoint's embeddings)."""
+    if not uses_text_pretraining(config):
+        if config["text_pretrain"]:
+            getLogger().warning(
+                f"text_pretrain applies to {TEXT_INIT_MODELS}; {config['model']} keeps its random item embeddings"
+            )
+        return False
+    return config["model"] != "FAME" or trains_stage_one(config) or not config["pretrained_path"]
 
 
 def resume(checkpoint_file):
@@ -149,17 +172,24 @@ def use_available_device(config):
 def build_model(config, dataset, load_pretrained=True):
     """``config``'s model for ``dataset`` on ``config``'s device.
 
-    ``load_pretrained=False`` builds it without reading ``pretrained_path``, for weights that come
-    from a checkpoint anyway: a finished FAME does not need, or re-read, the SASRec it started from.
+    ``load_pretrained=False`` builds it without reading ``pretrained_path`` or initialising its
+    item embeddings from text (``text_pretrain``), for weights that come from a checkpoint anyway:
+    a finished FAME does not need, or re-read, the SASRec it started from.
     """
     pretrained_path = config["pretrained_path"]
     if not load_pretrained and pretrained_path:
         config["pretrained_path"] = None
     try:
-        return get_model(config["model"])(config, dataset).to(config["device"])
+        model = get_model(config["model"])(config, dataset).to(config["device"])
     finally:
         if not load_pretrained and pretrained_path:
             config["pretrained_path"] = pretrained_path
+    if load_pretrained and uses_text_pretraining(config):
+        if config["model"] == "FAME" and pretrained_path:
+            getLogger().info(f"FAME's item embeddings come from {pretrained_path}, not from the text pre-training")
+        else:
+            init_item_embeddings(model, config, dataset)
+    return model
 
 
 def _run_stages(config, first_stage, data, saved, resume_file=None):

@@ -41,3 +41,38 @@ def tiny_config(tiny_data, tmp_path):
         "state": "WARNING",
         "use_gpu": False,
     }
+
+
+@pytest.fixture
+def stub_encoder(monkeypatch):
+    """The deterministic stub as text_encoder 'stub', with the in-process caches emptied."""
+    from helpers import StubTextEncoder
+
+    from recbole_fame import facet_pretrain, text_encoder
+
+    encoder = StubTextEncoder()
+    monkeypatch.setitem(text_encoder.TEXT_ENCODERS, "stub", encoder)
+    monkeypatch.setattr(text_encoder, "_LOADED", {})
+    monkeypatch.setattr(facet_pretrain, "_RESULTS", {})
+    return encoder
+
+
+@pytest.fixture
+def text_config(tiny_config, tiny_data, stub_encoder):
+    """tiny_config with an item file with text and labels, and the text pre-training on."""
+    from helpers import write_text_item_file
+
+    write_text_item_file(tiny_data)
+    return {
+        **tiny_config,
+        "text_pretrain": True,
+        "text_encoder": "stub",
+        "text_fields": ["movie_title"],
+        "text_facets": {
+            "genre": {"field": "class", "heads": [1]},
+            "decade": {"field": "release_year", "bucket": 10, "heads": [2]},
+        },
+        "text_pretrain_epochs": 20,
+        "text_pretrain_batch_size": 16,
+        "text_pretrain_lr": 0.01,
+    }

@@ -55,3 +55,51 @@ def write_tiny_dataset(folder, name="tiny", n_users=40, n_items=30, seed=0):
                 item = (start + t + rng.randint(0, 2)) % n_items + 1
                 f.write(f"u{user}\ti{item}\t{1000 * user + t}\n")
     return folder
+
+
+GENRE_WORDS = ("space", "love", "crime")
+ERA_WORDS = ("silent", "neon")
+NOISE_WORDS = ("red", "blue", "night", "day", "city")
+
+
+def write_text_item_file(folder, name="tiny", n_items=30, cold_items=4):
+    """An item file with text and facet labels for items 1..n_items and ``cold_items`` more
+    items that have no interaction: item i is of genre G{i % 3} (items 1-10 also 'Low'), from
+    the 1970s or 1980s by i % 2, and its title names both in words (plus a noise word)."""
+    path = os.path.join(folder, name, f"{name}.item")
+    with open(path, "w") as f:
+        f.write("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n")
+        for i in range(1, n_items + cold_items + 1):
+            genres = f"G{i % 3}" + (" Low" if i <= 10 else "")
+            title = f"{GENRE_WORDS[i % 3]} {ERA_WORDS[i % 2]} {NOISE_WORDS[i % 5]} {i}"
+            f.write(f"i{i}\t{title}\t{1970 + 10 * (i % 2) + i % 7}\t{genres}\n")
+    return path
+
+
+class StubTextEncoder:
+    """A deterministic stand-in for the sentence encoder in unit tests: each word is a fixed random
+    direction (seeded by the word), a text the unit-length sum of its words' directions."""
+
+    def __init__(self, dim=24, version="1"):
+        self.dim = dim
+        self.version = version
+        self.encoded = []  # every text encoded, in order
+
+    def fingerprint(self):
+        return f"stub-{self.dim}-{self.version}"
+
+    def load(self, device):
+        return self
+
+    def encode(self, texts, batch_size=64, show_progress=False):
+        import hashlib
+
+        import numpy as np
+
+        self.encoded.extend(texts)
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                seed = int(hashlib.md5(word.encode()).hexdigest()[:8], 16)
+                vectors[row] += np.random.default_rng(seed).standard_normal(self.dim)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
