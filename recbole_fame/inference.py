@@ -12,7 +12,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import init_logger, init_seed
 
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint, load_model_state
-from recbole_fame.quick_start import build_model, prepare_data, use_available_device
+from recbole_fame.quick_start import build_model, prepare_data, single_process, use_available_device
 
 # Histories scored per forward pass.
 RECOMMEND_BATCH_SIZE = 1024
@@ -23,7 +23,8 @@ def load_data_and_model(model_file):
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)``: the config pickled in
     the checkpoint, the model with its trained weights in eval mode on the config's device (the
-    CPU if the checkpoint was written on a GPU machine and this one has none), the filtered
+    CPU if the checkpoint was written on a GPU machine and this one has none; a ``--nproc`` run's
+    checkpoint is reloaded in this one process), the filtered
     dataset and the loaders the pipeline trained and tested with. The returned config's
     ``pretrained_path`` is cleared: the weights come from ``model_file``, and building FAME from
     that config again must not re-read (or need) the SASRec file FAME started from.
@@ -37,6 +38,7 @@ def load_data_and_model(model_file):
     if config["pretrained_path"]:
         config["pretrained_path"] = None
     use_available_device(config)
+    single_process(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     getLogger().info(config)

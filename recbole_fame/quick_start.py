@@ -100,7 +100,9 @@ def resume(checkpoint_file):
     The checkpoint's own stage is resumed: a FAME checkpoint goes on training FAME; the SASRec
     checkpoint of FAME's stage 1 goes on training SASRec and then runs stage 2 with the FAME
     settings stored beside it. With a checkpoint written by this package's trainer the run ends
-    with the result the uninterrupted run would have had (see :mod:`recbole_fame.trainer`).
+    with the result the uninterrupted run would have had (see :mod:`recbole_fame.trainer`). A
+    checkpoint of a ``--nproc`` run resumes in this one process (:func:`single_process`), with a
+    warning: the remaining epochs then differ from the multi-process run's.
     Returns what :func:`run` returns.
     """
     # Read once here for the settings; the trainer reads it again for the weights.
@@ -109,11 +111,19 @@ def resume(checkpoint_file):
     next_stage = checkpoint.get("next_stage")
     del checkpoint
     use_available_device(config)
+    was_distributed = single_process(config)
     _start(config)
-    getLogger().info(set_color("Resuming from ", "green") + str(checkpoint_file))
+    logger = getLogger()
+    logger.info(set_color("Resuming from ", "green") + str(checkpoint_file))
+    if was_distributed:
+        logger.warning(
+            f"{checkpoint_file} was written by a multi-process run; it resumes in this one process, "
+            "so the remaining epochs do not replay the multi-process run exactly"
+        )
     data = prepare_data(config)[1:]
     if next_stage is not None:  # the SASRec stage of FAME's two-stage run
         use_available_device(next_stage)
+        single_process(next_stage)
         return _run_stages(next_stage, config, data, True, resume_file=checkpoint_file)
     return _run_stages(config, None, data, True, resume_file=checkpoint_file)
 
@@ -144,6 +154,25 @@ def use_available_device(config):
         getLogger().warning(f"{config['model']} was set up for {device}; no GPU here, using the CPU")
         config["device"] = torch.device("cpu")
         config["use_gpu"] = False
+
+
+# What a rank of a ``--nproc`` run adds to its config (compat._join_process_group, distributed.py).
+_DISTRIBUTED_KEYS = ("world_size", "nproc", "offset", "ip", "port")
+
+
+def single_process(config):
+    """Make the config of a ``--nproc`` run's checkpoint a one-process config, in place.
+
+    A rank's config says ``single_spec: False`` and carries its ``local_rank`` and the process
+    group's address, so RecBole's loaders and trainer would ask for a process group that a process
+    reloading or resuming the checkpoint has not joined. Returns whether the config was a rank's.
+    """
+    was_distributed = config["single_spec"] is False
+    config["single_spec"] = True
+    config["local_rank"] = 0
+    for key in _DISTRIBUTED_KEYS:
+        config.final_config_dict.pop(key, None)
+    return was_distributed
 
 
 def build_model(config, dataset, load_pretrained=True):

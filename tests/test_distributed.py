@@ -13,9 +13,10 @@ import torch
 from recbole.model.sequential_recommender import SASRec
 from recbole.utils import get_trainer
 
-from recbole_fame import Config
+from recbole_fame import Config, load_data_and_model
 from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.quick_start import run
+from recbole_fame.checkpoint import load_checkpoint
+from recbole_fame.quick_start import resume, run
 
 from helpers import make_config, make_data
 
@@ -37,7 +38,7 @@ def assert_in_sync(result):
     assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
 
 
-def test_two_processes_train_both_fame_stages_in_sync_and_save_once(tiny_config, tmp_path):
+def test_two_processes_train_both_fame_stages_in_sync_and_save_once(tiny_config, tmp_path, caplog):
     saved = tmp_path / "saved"
     result = run(
         model="FAME",
@@ -69,6 +70,22 @@ def test_two_processes_train_both_fame_stages_in_sync_and_save_once(tiny_config,
     assert "world_size = 2" in log_text and "device = cpu" in log_text
     assert f"Stage 2/2: FAME fine-tuned from {saved / files[2]}" in log_text
     assert log_text.count("test result") == 2
+
+    # The checkpoints reload and resume in this process, which joined no process group.
+    config, model, _, _, _, _ = load_data_and_model(result["model_file"])
+    assert config["single_spec"] is True and config["local_rank"] == 0
+    assert [key for key in ("world_size", "nproc", "offset", "ip", "port") if key in config] == []
+    saved_state = load_checkpoint(result["model_file"])["state_dict"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved_state[key]), key
+    # Stage 1's checkpoint: SASRec goes on, then FAME's stage (stored beside it) runs too.
+    resumed = resume(result["pretrain_result"]["model_file"])
+    assert "was written by a multi-process run; it resumes in this one process" in caplog.text
+    assert resumed["pretrain_result"]["model_file"] == result["pretrain_result"]["model_file"]
+    assert "rank_checksums" not in resumed and "rank_checksums" not in resumed["pretrain_result"]
+    for stage in (resumed, resumed["pretrain_result"]):
+        assert sorted(stage["test_result"]) == sorted(METRICS)
+        assert all(0.0 <= v <= 1.0 for v in stage["test_result"].values())
 
 
 def test_run_fame_passes_the_launcher_options(monkeypatch):
