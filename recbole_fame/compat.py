@@ -98,7 +98,9 @@ def _load_checkpoints_as_trusted_files():
     def resume_checkpoint(self, resume_file):
         """RecBole's ``resume_checkpoint`` on torch >= 2.6; returns the checkpoint read."""
         resume_file = str(resume_file)
-        checkpoint = load_checkpoint(resume_file, self.device)
+        # On the CPU: load_state_dict copies the weights (and the optimizer state) to the model's
+        # device anyway, and the random states a checkpoint may hold must stay CPU ByteTensors.
+        checkpoint = load_checkpoint(resume_file, "cpu")
         model_name = checkpoint_model_name(checkpoint)
         if model_name is None or model_name.lower() != self.config["model"].lower():
             raise CheckpointError(

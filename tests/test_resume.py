@@ -11,6 +11,7 @@ from recbole.trainer import Trainer
 
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
 from recbole_fame.quick_start import resume, run
+from recbole_fame.trainer import restore_rng_state, resumable
 
 from helpers import make_config, make_data
 
@@ -164,3 +165,24 @@ def test_stock_trainer_resume_checkpoint_reads_torch_2_6_checkpoints(tiny_config
     gru_trainer = Trainer(gru_config, GRU4Rec(gru_config, train_data._dataset))
     with pytest.raises(CheckpointError, match=f"Cannot resume GRU4Rec from {result['model_file']}: it is a checkpoint of 'SASRec'"):
         gru_trainer.resume_checkpoint(result["model_file"])
+
+
+def test_resume_keeps_the_random_state_on_the_cpu_whatever_the_device(tiny_config):
+    """torch.set_rng_state needs a CPU ByteTensor: loading the checkpoint onto the trainer's CUDA
+    device made resuming on a GPU fail. The meta device stands in for a device other than the CPU."""
+    result = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1})
+    saved = load_checkpoint(result["model_file"])
+    config = saved["config"]
+    _, train_data, _, _ = make_data(config)
+    model = SASRec(config, train_data._dataset)
+    trainer = resumable(Trainer)(config, model)
+    trainer.device = torch.device("meta")
+
+    trainer.resume_checkpoint(result["model_file"])
+
+    state = trainer._pending_rng_state
+    assert state["torch"].device.type == "cpu"
+    restore_rng_state(state)
+    assert torch.equal(torch.get_rng_state(), saved["rng_state"]["torch"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved["state_dict"][key]), key
