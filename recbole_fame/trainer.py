@@ -7,8 +7,8 @@ negative sampling from numpy's, the shuffling of the training batches from the t
 ``torch.Generator``), and the best validation result is not stored, so a resumed ``fit`` that never
 improves again returns ``None`` for it. :func:`resumable` adds to every checkpoint:
 
-- ``rng_state``: Python's, numpy's and torch's generators (CUDA's too when present) and the train
-  loader's, captured at save time, i.e. between two epochs, and restored when the resumed ``fit``
+- ``rng_state``: Python's, numpy's and torch's generators (and the CUDA device's, when training on
+  one) and the train loader's, captured at save time, i.e. between two epochs, and restored when the resumed ``fit``
   starts, so the epochs after the checkpoint draw the same numbers as in the uninterrupted run;
 - ``best_valid_result``: the validation result of the epoch saved;
 - ``next_stage``: the config of the stage that follows (FAME's, in the SASRec stage of FAME's
@@ -30,35 +30,43 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 
-def capture_rng_state(train_data=None):
-    """Every random generator training draws from; ``train_data``'s shuffling generator too."""
+def capture_rng_state(train_data=None, device=None):
+    """Every random generator training draws from; ``train_data``'s shuffling generator too.
+
+    On a CUDA ``device`` (the config's) its generator is included; only that one: training draws
+    from no other GPU, and asking every visible GPU for its state would initialise CUDA on all.
+    """
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if _is_cuda(device):
+        state["cuda"] = torch.cuda.get_rng_state(device)
     if train_data is not None and getattr(train_data, "generator", None) is not None:
         state["train_data"] = train_data.generator.get_state()
     return state
 
 
-def restore_rng_state(state, train_data=None):
-    """Put back what :func:`capture_rng_state` captured (CUDA's only on a machine with as many GPUs)."""
+def restore_rng_state(state, train_data=None, device=None):
+    """Put back what :func:`capture_rng_state` captured; the CUDA state into ``device``'s generator."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    if isinstance(cuda, torch.Tensor) and _is_cuda(device) and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda, device)
     elif cuda is not None:
         getLogger().warning(
-            "The checkpoint's CUDA random state is for another set of GPUs; dropout on GPU will "
-            "not replay the interrupted run exactly"
+            f"The checkpoint's CUDA random state cannot be restored for device {device}; dropout "
+            "will not replay the interrupted run exactly"
         )
     if train_data is not None and "train_data" in state:
         train_data.generator.set_state(state["train_data"])
+
+
+def _is_cuda(device):
+    return device is not None and torch.device(device).type == "cuda"
 
 
 class ResumableTrainerMixin:
@@ -73,7 +81,7 @@ class ResumableTrainerMixin:
         if self._pending_rng_state is not None:
             # Restored here, not in resume_checkpoint: the train loader only arrives now, and
             # nothing between this point and the first epoch draws random numbers.
-            restore_rng_state(self._pending_rng_state, train_data)
+            restore_rng_state(self._pending_rng_state, train_data, self.device)
             self._pending_rng_state = None
         return super().fit(
             train_data,
@@ -105,7 +113,7 @@ class ResumableTrainerMixin:
             "optimizer": self.optimizer.state_dict(),
             # ... and what replaying the rest of the run needs.
             "best_valid_result": self._last_valid_result,
-            "rng_state": capture_rng_state(getattr(self, "_train_data", None)),
+            "rng_state": capture_rng_state(getattr(self, "_train_data", None), self.device),
             "next_stage": self.next_stage,
         }
         partial_file = saved_model_file + ".partial"

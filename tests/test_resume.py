@@ -11,7 +11,7 @@ from recbole.trainer import Trainer
 
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
 from recbole_fame.quick_start import resume, run
-from recbole_fame.trainer import restore_rng_state, resumable
+from recbole_fame.trainer import capture_rng_state, restore_rng_state, resumable
 
 from helpers import make_config, make_data
 
@@ -186,3 +186,22 @@ def test_resume_keeps_the_random_state_on_the_cpu_whatever_the_device(tiny_confi
     assert torch.equal(torch.get_rng_state(), saved["rng_state"]["torch"])
     for key, value in model.state_dict().items():
         assert torch.equal(value, saved["state_dict"][key]), key
+
+
+def test_only_the_training_devices_cuda_state_is_captured_and_restored(monkeypatch):
+    """No GPU here: torch.cuda is replaced by recorders. A CPU run reads no CUDA state at all."""
+    calls = []
+    fake_state = torch.zeros(16, dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: calls.append("all") or [fake_state] * 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": calls.append(("get", device)) or fake_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": calls.append(("set", device)))
+
+    assert "cuda" not in capture_rng_state(device=torch.device("cpu"))
+    assert calls == []
+
+    device = torch.device("cuda", 1)
+    state = capture_rng_state(device=device)
+    assert state["cuda"] is fake_state and calls == [("get", device)]
+    restore_rng_state(state, device=device)
+    assert calls == [("get", device), ("set", device)]
