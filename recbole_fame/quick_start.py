@@ -225,8 +225,9 @@ def train_and_test(
     ``resume_file``: a checkpoint of this training to go on from. ``next_stage``: the config of
     the stage that follows, stored in the checkpoints so that resuming this stage runs it too.
 
-    Besides RecBole's results, the dict has ``epochs_run``, ``best_epoch`` (0-based epoch of the
-    best validation score), ``seconds_per_epoch`` (training only, mean over the epochs run here)
+    Besides RecBole's results, the dict has ``epochs_run`` (epochs trained in the whole run, a
+    resumed one's earlier epochs included), ``best_epoch`` (0-based epoch of the best validation
+    score), ``seconds_per_epoch`` (training only, mean over the epochs run here)
     and ``parameters`` (all of the model's parameters).
     """
     logger = getLogger()
@@ -238,10 +239,12 @@ def train_and_test(
     logger.info(model)
     trainer = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
     trainer.next_stage = next_stage
+    # A resumed run's best epoch so far is the one its checkpoint holds.
+    best_epoch = None
     if resume_file is not None:
         trainer.resume_checkpoint(resume_file)
-    epoch_seconds = _time_training_epochs(trainer)
-    best_epoch = None
+        best_epoch = trainer.start_epoch - 1
+    epoch_seconds, epoch_indices = _time_training_epochs(trainer)
 
     def note_best_epoch(epoch_idx, valid_score):
         nonlocal best_epoch
@@ -272,7 +275,8 @@ def train_and_test(
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
         "seconds": round(time.time() - start, 1),
-        "epochs_run": len(epoch_seconds),
+        # Epochs of the whole run, those before a resume included.
+        "epochs_run": epoch_indices[-1] + 1 if epoch_indices else trainer.start_epoch,
         "best_epoch": best_epoch,
         "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 3) if epoch_seconds else None,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -281,19 +285,20 @@ def train_and_test(
 
 
 def _time_training_epochs(trainer):
-    """Seconds of each training epoch of ``trainer.fit``, validation excluded.
+    """Seconds and 0-based index of each training epoch of ``trainer.fit``, validation excluded.
 
     RecBole's ``fit`` times its epochs only for the log line, so the trainer's epoch method is
-    wrapped on this instance; the list fills as ``fit`` runs.
+    wrapped on this instance; the lists fill as ``fit`` runs.
     """
-    seconds = []
+    seconds, indices = [], []
     train_epoch = trainer._train_epoch
 
-    def timed_train_epoch(*args, **kwargs):
+    def timed_train_epoch(train_data, epoch_idx, *args, **kwargs):
         start = time.perf_counter()
-        loss = train_epoch(*args, **kwargs)
+        loss = train_epoch(train_data, epoch_idx, *args, **kwargs)
         seconds.append(time.perf_counter() - start)
+        indices.append(epoch_idx)
         return loss
 
     trainer._train_epoch = timed_train_epoch
-    return seconds
+    return seconds, indices

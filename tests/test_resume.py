@@ -46,7 +46,7 @@ def _assert_same_weights(file_a, file_b):
 
 
 def _same_result(resumed, baseline):
-    for key in ("best_valid_score", "best_valid_result", "test_result"):
+    for key in ("best_valid_score", "best_valid_result", "test_result", "best_epoch", "epochs_run"):
         assert resumed[key] == baseline[key], key
     _assert_same_weights(resumed["model_file"], baseline["model_file"])
 
