@@ -29,6 +29,8 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_fame.compat import wait_for_checkpoint
+
 
 def capture_rng_state(train_data=None, device=None):
     """Every random generator training draws from; ``train_data``'s shuffling generator too.
@@ -99,28 +101,32 @@ class ResumableTrainerMixin:
         return valid_score, valid_result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
+        # Mirrors RecBole 1.2.1's Trainer._save_checkpoint, which builds and writes its state in one
+        # go, so it cannot be extended through super(). Added: the entries of the second half, the
+        # write through a temporary file, and the wait of every rank that compat.py adds to the
+        # method replaced here.
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
-            # What RecBole's trainer writes ...
-            "config": self.config,
-            "epoch": epoch,
-            "cur_step": self.cur_step,
-            "best_valid_score": self.best_valid_score,
-            "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
-            "optimizer": self.optimizer.state_dict(),
-            # ... and what replaying the rest of the run needs.
-            "best_valid_result": self._last_valid_result,
-            "rng_state": capture_rng_state(getattr(self, "_train_data", None), self.device),
-            "next_stage": self.next_stage,
-        }
-        partial_file = saved_model_file + ".partial"
-        torch.save(state, partial_file, pickle_protocol=4)
-        os.replace(partial_file, saved_model_file)
-        if verbose:
-            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+        if self.config["single_spec"] or self.config["local_rank"] == 0:  # rank 0 writes
+            state = {
+                # What RecBole's trainer writes ...
+                "config": self.config,
+                "epoch": epoch,
+                "cur_step": self.cur_step,
+                "best_valid_score": self.best_valid_score,
+                "state_dict": self.model.state_dict(),
+                "other_parameter": self.model.other_parameter(),
+                "optimizer": self.optimizer.state_dict(),
+                # ... and what replaying the rest of the run needs.
+                "best_valid_result": self._last_valid_result,
+                "rng_state": capture_rng_state(getattr(self, "_train_data", None), self.device),
+                "next_stage": self.next_stage,
+            }
+            partial_file = saved_model_file + ".partial"
+            torch.save(state, partial_file, pickle_protocol=4)
+            os.replace(partial_file, saved_model_file)
+            if verbose:
+                self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+        wait_for_checkpoint(self.config)
 
     def resume_checkpoint(self, resume_file):
         checkpoint = super().resume_checkpoint(resume_file)  # compat.py: torch >= 2.6 safe

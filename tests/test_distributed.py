@@ -17,6 +17,7 @@ from recbole_fame import Config, load_data_and_model
 from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.checkpoint import load_checkpoint
 from recbole_fame.quick_start import resume, run
+from recbole_fame.trainer import resumable
 
 from helpers import make_config, make_data
 
@@ -164,3 +165,19 @@ def test_length_bucketing_keeps_recboles_distributed_samplers(tiny_config, caplo
     config["single_spec"] = False  # what a rank's config says (no process group needed here)
     assert bucket_dataloaders(config, *loaders) == loaders
     assert "SASRec keeps RecBole's batches" in caplog.text
+
+
+def test_every_rank_waits_after_each_save_of_the_pipeline_trainer(tiny_config, monkeypatch):
+    """Rank 0 writes the checkpoint, and no rank goes on (to reload it) before it is written."""
+    config = make_config("SASRec", tiny_config)
+    _, train_data, _, _ = make_data(config)
+    trainer_class = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))
+    trainer = trainer_class(config, SASRec(config, train_data._dataset))
+    waits = []
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *args, **kwargs: waits.append(config["local_rank"]))
+    config["single_spec"] = False  # a rank's config, from here on (the barrier needs no group now)
+    for rank in (1, 0):
+        config["local_rank"] = rank
+        trainer._save_checkpoint(0, verbose=False)
+        assert os.path.isfile(trainer.saved_model_file) == (rank == 0)
+    assert waits == [1, 0]
