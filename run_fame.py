@@ -5,7 +5,7 @@
     python run_fame.py --model=SASRec --epochs=5         # any RecBole model, any config key
     python run_fame.py --nproc=2                         # 2 processes, DistributedDataParallel
     python run_fame.py --resume=saved/FAME-....pth       # go on with an interrupted run
-    python run_fame.py --explain --checkpoint=saved/FAME-....pth --user=196 [--topk=20] [--plot=u196.png]
+    python run_fame.py --explain --checkpoint=saved/FAME-....pth --user=196 [--explain_topk=20] [--plot=u196.png]
     python run_fame.py --explain-summary --checkpoint=saved/FAME-....pth [--plot=summary.png]
 """
 
@@ -36,7 +36,8 @@ def main():
     )
     parser.add_argument("--checkpoint", metavar="PATH", help="the FAME checkpoint to explain")
     parser.add_argument("--user", help="raw user id to explain")
-    parser.add_argument("--topk", type=int, default=20, help="length of the explained lists")
+    # Not --topk: that is RecBole's config key of the evaluated list lengths (--topk=[5,10]).
+    parser.add_argument("--explain_topk", type=int, default=20, help="length of the explained lists")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a figure there")
     # Every other --key=value is a RecBole config key, read by Config from the command line.
     args, config_args = parser.parse_known_args()
@@ -53,9 +54,9 @@ def main():
 
         try:
             if args.explain:
-                print(explain_command(args.checkpoint, args.user, args.topk, args.plot))
+                print(explain_command(args.checkpoint, args.user, args.explain_topk, args.plot))
             else:
-                print(explain_summary_command(args.checkpoint, args.topk, args.plot))
+                print(explain_summary_command(args.checkpoint, args.explain_topk, args.plot))
         except (FileNotFoundError, CheckpointError, ValueError) as exc:  # ValueError: user, topk
             sys.exit(f"error: {exc}")
         return

@@ -201,7 +201,7 @@ def _run_fame(monkeypatch, *args):
 
 def test_explain_cli(trained_fame, tmp_path, monkeypatch, capsys):
     checkpoint = trained_fame[0]["model_file"]
-    _run_fame(monkeypatch, "--explain", f"--checkpoint={checkpoint}", "--user=u5", "--topk=5", "--plot=u5.png")
+    _run_fame(monkeypatch, "--explain", f"--checkpoint={checkpoint}", "--user=u5", "--explain_topk=5", "--plot=u5.png")
     out = capsys.readouterr().out
     assert out.startswith("User u5:") and "Head 2: gate" in out and "Title" in out
     assert "Figure written to u5.png" in out and os.path.getsize(tmp_path / "u5.png") > 10000
@@ -214,7 +214,7 @@ def test_explain_summary_cli_writes_figure_and_table(trained_fame, tmp_path, mon
     assert f"folder {tmp_path / 'out'} does not exist" in str(excinfo.value.code)
     os.mkdir(tmp_path / "out")
     capsys.readouterr()
-    _run_fame(monkeypatch, "--explain-summary", f"--checkpoint={checkpoint}", "--plot=out/s.png", "--topk=5")
+    _run_fame(monkeypatch, "--explain-summary", f"--checkpoint={checkpoint}", "--plot=out/s.png", "--explain_topk=5")
     out = capsys.readouterr().out
     table = (tmp_path / "out" / "s.md").read_text()
     assert table in out and "top-5 lists" in table and "top-genre share" in table
