@@ -45,9 +45,18 @@ def main():
         parser.error("--explain and --explain-summary need --checkpoint=PATH")
     if args.explain and args.user is None:
         parser.error("--explain needs --user=RAW_USER_ID")
-    if args.resume and (config_args or args.config_files):
-        settings = config_args + ([f"--config_files={args.config_files}"] if args.config_files else [])
-        parser.error(f"--resume takes every setting from the checkpoint; drop {' '.join(settings)}")
+    if args.resume:
+        # Refused rather than ignored: the run would silently differ from what the command asks.
+        ignored = [
+            f"--{name}={getattr(args, name)}"
+            for name in ("model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "group_offset")
+            if getattr(args, name) != parser.get_default(name)
+        ]
+        if ignored or config_args:
+            parser.error(
+                "--resume takes every setting from the checkpoint and resumes in one process; "
+                f"drop {' '.join(ignored + config_args)}"
+            )
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     if args.explain or args.explain_summary:
         from recbole_fame.explain import explain_command, explain_summary_command

@@ -234,7 +234,9 @@ def test_cli_errors_name_what_is_wrong(tiny_config, tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as excinfo:
         _run_fame(monkeypatch, f"--resume={sasrec}", "--epochs=10")
     assert excinfo.value.code == 2
-    assert "--resume takes every setting from the checkpoint; drop --epochs=10" in capsys.readouterr().err
+    assert "--resume takes every setting from the checkpoint and resumes in one process; drop --epochs=10" in (
+        capsys.readouterr().err
+    )
 
     missing = str(tmp_path / "nope.pth")
     with pytest.raises(SystemExit) as excinfo:

@@ -3,6 +3,7 @@
 import glob
 import logging
 import os
+import sys
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from recbole_fame.checkpoint import CheckpointError, load_checkpoint
 from recbole_fame.quick_start import resume, run
 from recbole_fame.trainer import capture_rng_state, restore_rng_state, resumable
 
-from helpers import make_config, make_data
+from helpers import load_script, make_config, make_data
 
 
 class Interrupted(Exception):
@@ -205,3 +206,22 @@ def test_only_the_training_devices_cuda_state_is_captured_and_restored(monkeypat
     assert state["cuda"] is fake_state and calls == [("get", device)]
     restore_rng_state(state, device=device)
     assert calls == [("get", device), ("set", device)]
+
+
+def test_run_fame_resume_refuses_the_options_it_would_ignore(monkeypatch, capsys):
+    run_fame = load_script("run_fame.py")
+    resumed = []
+    monkeypatch.setattr(run_fame, "resume", resumed.append)
+    monkeypatch.setattr(sys, "argv", [
+        "run_fame.py", "--resume=x.pth", "--model=SASRec", "--dataset=ml-100k", "--nproc=2",
+        "--world_size=2", "--ip=10.0.0.1", "--port=5678", "--group_offset=1", "--epochs=3"])
+    with pytest.raises(SystemExit) as excinfo:
+        run_fame.main()
+    assert excinfo.value.code == 2 and resumed == []
+    assert ("--resume takes every setting from the checkpoint and resumes in one process; drop "
+            "--model=SASRec --nproc=2 --world_size=2 --ip=10.0.0.1 --group_offset=1 --epochs=3") in capsys.readouterr().err
+
+    # Options at their defaults change nothing, and are accepted.
+    monkeypatch.setattr(sys, "argv", ["run_fame.py", "--resume=x.pth", "--model=FAME", "--nproc=1"])
+    run_fame.main()
+    assert resumed == ["x.pth"]
