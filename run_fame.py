@@ -83,8 +83,9 @@ def main():
                 port=args.port,
                 group_offset=args.group_offset,
             )
-    except (FileNotFoundError, CheckpointError) as exc:
+    except (FileNotFoundError, CheckpointError, ValueError) as exc:  # ValueError: process counts, config values
         sys.exit(f"error: {exc}")
+
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,7 @@ from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
-from recbole_fame.distributed import parameter_checksums, run_distributed
+from recbole_fame.distributed import check_process_counts, parameter_checksums, run_distributed
 from recbole_fame.speedups import use_fast_layers
 from recbole_fame.trainer import resumable
 
@@ -65,6 +65,7 @@ def run(
     returned, with ``rank_checksums`` of each stage's parameters after training.
     """
     if nproc != 1 or world_size > 0:
+        check_process_counts(nproc, world_size, group_offset)
         # Bad config files and missing data get their clear errors here, not once per process.
         check_dataset_files(
             Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)

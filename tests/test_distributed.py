@@ -19,7 +19,7 @@ from recbole_fame.checkpoint import load_checkpoint
 from recbole_fame.quick_start import resume, run
 from recbole_fame.trainer import resumable
 
-from helpers import make_config, make_data
+from helpers import load_script, make_config, make_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
@@ -118,6 +118,22 @@ def test_run_fame_passes_the_launcher_options(monkeypatch):
 def test_bad_process_counts_are_named_before_anything_starts(tiny_config, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(model="SASRec", dataset="tiny", config_dict=tiny_config, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--nproc=0"], "error: nproc must be at least 1, got 0"),
+        (["--nproc=2", "--world_size=3", "--group_offset=2"],
+         "error: ranks 2..3 (group_offset=2, nproc=2) do not fit in world_size=3"),
+    ],
+)
+def test_run_fame_names_bad_process_counts_without_a_traceback(monkeypatch, args, message):
+    run_fame = load_script("run_fame.py")
+    monkeypatch.setattr(sys, "argv", ["run_fame.py", "--dataset=nope", *args])
+    with pytest.raises(SystemExit) as excinfo:
+        run_fame.main()
+    assert excinfo.value.code == message
 
 
 def test_local_rank_without_the_launcher_keys_is_named(tiny_config):
