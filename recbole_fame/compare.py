@@ -30,9 +30,10 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import init_logger, set_color
 
-from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_atomic, write_reports
+from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_reports
 from recbole_fame.config import PLUGIN_MODELS, Config, resolve_config_file
 from recbole_fame.data import check_dataset_files
+from recbole_fame.files import write_json
 from recbole_fame.quick_start import BACKBONE_KEYS, run
 
 DEFAULT_SEEDS = (2020, 2021, 2022)
@@ -435,7 +436,8 @@ def _train(payload):
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "settings": payload["settings"],
     }
-    write_atomic(payload["record_file"], json.dumps(record, indent=2) + "\n")
+    os.makedirs(os.path.dirname(payload["record_file"]), exist_ok=True)
+    write_json(payload["record_file"], record)
     return record
 
 

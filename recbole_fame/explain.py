@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recbole_fame.files import save_figure, write_text
 from recbole_fame.inference import encode_histories, history_interaction
 
 TITLE_FIELDS = ("title", "movie_title", "name")
@@ -235,10 +236,7 @@ def _pyplot():
 
 
 def _save(fig, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Cannot write the plot {path}: folder {folder} does not exist")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def _heatmap(ax, values, row_labels, col_labels, title, notes=None):
@@ -537,7 +535,6 @@ def explain_summary_command(checkpoint, k=20, plot=None):
     if plot:
         plot_summary(summary, plot)
         table = os.path.splitext(plot)[0] + ".md"
-        with open(table, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_text(table, text)
         text += f"\nFigure written to {plot}, tables to {table}\n"
     return text

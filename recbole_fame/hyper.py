@@ -14,7 +14,6 @@ The params file is RecBole's format, one key a line (``n_heads choice [1,2,4,8,1
 import ast
 import csv
 import io
-import json
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from recbole.utils import get_local_time
 
 from recbole_fame import quick_start
 from recbole_fame.config import Config, model_defaults_file, resolve_config_file
+from recbole_fame.files import write_json, write_text
 
 SPACE_TYPES = {"choice": None, "uniform": 2, "quniform": 3, "loguniform": 2}  # type -> numbers
 
@@ -239,12 +239,9 @@ def write_tables(files, header, names, rows):
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(table)
-    _replace(files["csv"], buffer.getvalue())
+    write_text(files["csv"], buffer.getvalue())
 
-    _replace(
-        files["json"],
-        json.dumps({**header, "searched": names, "best": best, "rows": rows}, indent=2, default=str) + "\n",
-    )
+    write_json(files["json"], {**header, "searched": names, "best": best, "rows": rows}, default=str)
 
     trained = sum(r["stage_one"] == "trained" for r in rows)
     reused = sum(r["stage_one"] == "reused" for r in rows)
@@ -266,14 +263,7 @@ def write_tables(files, header, names, rows):
         if row["best"]:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    _replace(files["md"], "\n".join(lines) + "\n")
-
-
-def _replace(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text(files["md"], "\n".join(lines) + "\n")
 
 
 def _plain(value):

@@ -7,7 +7,6 @@ and tested once, through the same data, protocol and evaluator. :func:`resume` g
 interrupted run from its checkpoint.
 """
 
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
 from recbole_fame.distributed import check_process_counts, parameter_checksums, run_distributed
+from recbole_fame.files import write_json
 from recbole_fame.speedups import use_fast_layers
 from recbole_fame.trainer import resumable
 
@@ -212,8 +212,7 @@ def _run_stages(config, first_stage, data, saved, resume_file=None):
     result["pretrain_result"] = pretrain_result
     if saved and config["local_rank"] == 0:  # under DDP, rank 0 writes (as RecBole's trainer)
         result_file = os.path.splitext(result["model_file"])[0] + ".json"
-        with open(result_file, "w") as f:
-            json.dump({"dataset": config["dataset"], **result}, f, indent=2)
+        write_json(result_file, {"dataset": config["dataset"], **result})
         logger.info(set_color("Result written to ", "blue") + result_file)
     return result
 

@@ -20,7 +20,6 @@ retrains the epochs after it (fewer than ``stopping_step`` + 1 in a run stopped 
 makes the result identical to the uninterrupted run's.
 """
 
-import os
 import random
 from logging import getLogger
 
@@ -30,6 +29,7 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_fame.compat import wait_for_checkpoint
+from recbole_fame.files import replacing
 
 
 def capture_rng_state(train_data=None, device=None):
@@ -121,9 +121,8 @@ class ResumableTrainerMixin:
                 "rng_state": capture_rng_state(getattr(self, "_train_data", None), self.device),
                 "next_stage": self.next_stage,
             }
-            partial_file = saved_model_file + ".partial"
-            torch.save(state, partial_file, pickle_protocol=4)
-            os.replace(partial_file, saved_model_file)
+            with replacing(saved_model_file) as tmp:
+                torch.save(state, tmp, pickle_protocol=4)
             if verbose:
                 self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
         wait_for_checkpoint(self.config)
