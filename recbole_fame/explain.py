@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recbole_fame.files import save_figure, write_text
+from recbole_fame.files import new_figure, save_figure, write_text
 from recbole_fame.inference import encode_histories, history_interaction
 
 TITLE_FIELDS = ("title", "movie_title", "name")
@@ -226,15 +226,6 @@ def format_explanation(explanation, metadata=None):
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path):
     save_figure(fig, path, dpi=120, bbox_inches="tight")
 
@@ -259,13 +250,12 @@ def _heatmap(ax, values, row_labels, col_labels, title, notes=None):
 def plot_explanation(explanation, path, metadata=None):
     """Per-head top-k bars titled with the gate values, FAME's and equal gates' lists, and a
     heatmap of the router's expert weights per head; written to ``path`` (PNG)."""
-    plt = _pyplot()
     metadata = metadata or ItemMetadata()
     e = explanation
     panels = [(f"Head {h}  (gate {g:.2f})", t) for h, (g, t) in enumerate(zip(e.gate, e.heads), 1)]
     panels += [("FAME (integrated)", e.integrated), (f"Equal gates (1/{len(e.gate)})", e.equal_gates)]
     k = len(e.integrated.items)
-    fig = plt.figure(figsize=(4.8 * len(panels), 0.28 * k + 2.2 + 0.4 * len(e.gate) + 1.2), layout="constrained")
+    fig = new_figure(figsize=(4.8 * len(panels), 0.28 * k + 2.2 + 0.4 * len(e.gate) + 1.2), layout="constrained")
     grid = fig.add_gridspec(2, len(panels), height_ratios=[0.28 * k + 1.5, 0.4 * len(e.gate) + 1.2])
     for column, (title, topk) in enumerate(panels):
         ax = fig.add_subplot(grid[0, column])
@@ -288,7 +278,6 @@ def plot_explanation(explanation, path, metadata=None):
     truth = f"; ground truth {metadata.label(e.target, 40)} in orange" if e.target is not None else ""
     fig.suptitle(f"User {e.user}: top-{k} per head, FAME and equal gates{truth}")
     _save(fig, path)
-    plt.close(fig)
 
 
 @dataclass
@@ -455,14 +444,14 @@ def format_summary(summary, checkpoint=None):
 def plot_summary(summary, path):
     """Gate distributions per head, mean expert weights per head, and (with genres) each list's
     genre profile; written to ``path`` (PNG)."""
-    plt = _pyplot()
     s = summary
     n_heads, n_experts = s.expert_weights.shape[1:]
     panels = 3 if s.genre_names else 2
-    fig, axes = plt.subplots(
-        1, panels, figsize=(5.5 * panels + (3 if s.genre_names else 0), 1.5 + 0.5 * max(n_heads, 6)),
+    fig = new_figure(
+        figsize=(5.5 * panels + (3 if s.genre_names else 0), 1.5 + 0.5 * max(n_heads, 6)),
         layout="constrained",
     )
+    axes = fig.subplots(1, panels)
     bins = np.linspace(0.0, 1.0, 41)
     for h in range(n_heads):
         axes[0].hist(s.gate[:, h], bins=bins, histtype="step", linewidth=1.5, label=f"head {h + 1}")
@@ -495,7 +484,6 @@ def plot_summary(summary, path):
         )
         fig.colorbar(image, ax=axes[2])
     _save(fig, path)
-    plt.close(fig)
 
 
 def _load_fame(checkpoint):

@@ -186,6 +186,20 @@ def test_summary_over_test_users(trained_fame, tmp_path):
     assert matplotlib.image.imread(path).shape[1] > 1000
 
 
+def test_plots_leave_the_callers_matplotlib_backend_alone(trained_fame, tmp_path):
+    """A notebook's inline backend must survive a plot: the figures use no pyplot state."""
+    _, (_, model, dataset, _, _, test_data) = trained_fame
+    original = matplotlib.get_backend()
+    matplotlib.use("pdf")  # stands in for a notebook's backend
+    try:
+        plot_explanation(explain_user(model, dataset, test_data, "u5", k=3), str(tmp_path / "u.png"))
+        plot_summary(summarize(model, dataset, test_data, k=3), str(tmp_path / "s.png"))
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(original)
+    assert (tmp_path / "u.png").read_bytes().startswith(b"\x89PNG") and os.path.isfile(tmp_path / "s.png")
+
+
 def test_summary_without_item_metadata_has_no_genre_columns(trained_fame):
     _, (_, model, dataset, _, _, test_data) = trained_fame
     summary = summarize(model, dataset, test_data, k=K)
