@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from recbole_fame.files import new_figure, save_figure, write_text
-from recbole_fame.inference import encode_histories, history_interaction
+from recbole_fame.inference import check_k, encode_histories, history_interaction, top_items
 
 TITLE_FIELDS = ("title", "movie_title", "name")
 YEAR_FIELDS = ("release_year", "year")
@@ -105,19 +105,6 @@ class Explanation:
     expert_weights: list  # [H][N]
 
 
-def _top(scores, k):
-    """Top-k of [B, n_items] scores with the padding item excluded: (values, ids)."""
-    scores = scores.clone()
-    scores[..., 0] = -torch.inf
-    return torch.topk(scores, k, dim=-1)
-
-
-def _check_k(dataset, k):
-    catalogue = dataset.item_num - 1
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= catalogue:
-        raise ValueError(f"topk must be an integer from 1 to the {catalogue} items of the catalogue, got {k!r}")
-
-
 def user_history(dataset, test_data, user):
     """The history to explain for raw user id ``user``, oldest first, and the ground truth if the
     user is in the test split.
@@ -163,7 +150,7 @@ def user_history(dataset, test_data, user):
 @torch.no_grad()
 def explain_user(model, dataset, test_data, user, k=20):
     """The case study of Fig. 7 for raw user id ``user`` (an :class:`Explanation`)."""
-    _check_k(dataset, k)
+    check_k(dataset, k)
     history, target = user_history(dataset, test_data, user)
     (encoded,) = encode_histories(dataset, [history])
     history = history[-model.max_seq_length :]  # what the model reads
@@ -175,7 +162,7 @@ def explain_user(model, dataset, test_data, user, k=20):
     equal_gates = head_scores.mean(1)
 
     def as_topk(scores):
-        values, ids = _top(scores, k)
+        values, ids = top_items(scores, k)
         return TopK(dataset.id2token(dataset.iid_field, ids.cpu()).tolist(), values.cpu().tolist())
 
     return Explanation(
@@ -308,7 +295,7 @@ def _genre_matrix(dataset, metadata):
 @torch.no_grad()
 def summarize(model, dataset, test_data, k=20, metadata=None, show_progress=False):
     """Gate values, expert weights and top-k lists over every user of the test split."""
-    _check_k(dataset, k)
+    check_k(dataset, k)
     metadata = metadata or ItemMetadata()
     model.eval()
     genres, genre_names = _genre_matrix(dataset, metadata)
@@ -328,7 +315,7 @@ def summarize(model, dataset, test_data, k=20, metadata=None, show_progress=Fals
         lists += [(gate.unsqueeze(-1) * head_scores).sum(1), head_scores.mean(1)]
         target = batch[dataset.iid_field].unsqueeze(1)
         for name, scores in zip(names, lists):
-            ids = _top(scores, k).indices
+            ids = top_items(scores, k).indices
             tops[name].append(ids.cpu())
             hits[name] += int((ids == target).any(1).sum())
 
@@ -504,6 +491,7 @@ def _load_fame(checkpoint):
 def explain_command(checkpoint, user, k=20, plot=None):
     """``run_fame.py --explain``: the text explanation of ``user`` (and a figure at ``plot``)."""
     config, model, dataset, test_data = _load_fame(checkpoint)
+    check_k(dataset, k, "--explain_topk")
     metadata = read_item_metadata(config)
     explanation = explain_user(model, dataset, test_data, user, k)
     text = format_explanation(explanation, metadata)
@@ -517,6 +505,7 @@ def explain_summary_command(checkpoint, k=20, plot=None):
     """``run_fame.py --explain-summary``: markdown tables (and, with ``plot``, a figure at ``plot`` and
     the tables beside it as ``<plot>.md``)."""
     config, model, dataset, test_data = _load_fame(checkpoint)
+    check_k(dataset, k, "--explain_topk")
     metadata = read_item_metadata(config)
     summary = summarize(model, dataset, test_data, k, metadata, show_progress=config["show_progress"])
     text = format_summary(summary, checkpoint)

@@ -70,11 +70,7 @@ def recommend(model, dataset, histories, k, exclude_seen=False):
       history (all of it, not only the part the model reads);
     - models with a user embedding (Caser, HGN, ...) score these histories as the padding user.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    catalogue = dataset.item_num - 1  # id 0 is padding
-    if k > catalogue:
-        raise ValueError(f"k={k} is larger than the catalogue: the dataset has {catalogue} items")
+    catalogue = check_k(dataset, k)
     encoded = encode_histories(dataset, histories)
     if exclude_seen:
         for index, history in enumerate(encoded):
@@ -92,18 +88,35 @@ def recommend(model, dataset, histories, k, exclude_seen=False):
             for start in range(0, len(encoded), RECOMMEND_BATCH_SIZE):
                 batch = encoded[start : start + RECOMMEND_BATCH_SIZE]
                 scores = model.full_sort_predict(history_interaction(model, batch))
-                scores = scores.view(len(batch), -1).clone()
-                scores[:, 0] = -torch.inf
-                if exclude_seen:
-                    for row, history in enumerate(batch):
-                        scores[row, history] = -torch.inf
-                top = torch.topk(scores, k, dim=1).indices.cpu()
+                scores = scores.view(len(batch), -1)
+                top = top_items(scores, k, exclude=batch if exclude_seen else None).indices.cpu()
                 recommendations += [
                     dataset.id2token(dataset.iid_field, row).tolist() for row in top
                 ]
     finally:
         model.train(was_training)
     return recommendations
+
+
+def check_k(dataset, k, name="k"):
+    """The catalogue's size (items without padding); ValueError naming ``name`` unless ``k`` is an
+    integer from 1 to it."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {k!r}")
+    catalogue = dataset.item_num - 1  # id 0 is padding
+    if k > catalogue:
+        raise ValueError(f"{name}={k} is larger than the catalogue: the dataset has {catalogue} items")
+    return catalogue
+
+
+def top_items(scores, k, exclude=None):
+    """``torch.topk`` (values, internal ids) of ``[..., n_items]`` scores over real items: never the
+    padding item, nor, per row of 2-d scores, the ids in ``exclude[row]``. ``scores`` is unchanged."""
+    scores = scores.clone()
+    scores[..., 0] = -torch.inf
+    for row, ids in enumerate(exclude or ()):
+        scores[row, ids] = -torch.inf
+    return torch.topk(scores, k, dim=-1)
 
 
 def encode_histories(dataset, histories):

@@ -144,8 +144,11 @@ def test_explain_user_rejects_unknown_users_and_sizes(trained_fame):
     _, (_, model, dataset, _, _, test_data) = trained_fame
     with pytest.raises(ValueError, match="User 'nobody' is not in dataset 'tiny'"):
         explain_user(model, dataset, test_data, "nobody")
-    with pytest.raises(ValueError, match="topk must be an integer from 1 to the 30 items of the catalogue, got 31"):
+    # The check recommend() makes, with the same message.
+    with pytest.raises(ValueError, match="k=31 is larger than the catalogue: the dataset has 30 items"):
         explain_user(model, dataset, test_data, "u5", k=31)
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
+        summarize(model, dataset, test_data, k=0)
 
 
 def test_summary_over_test_users(trained_fame, tmp_path):
@@ -219,6 +222,9 @@ def test_explain_cli(trained_fame, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.startswith("User u5:") and "Head 2: gate" in out and "Title" in out
     assert "Figure written to u5.png" in out and os.path.getsize(tmp_path / "u5.png") > 10000
+    with pytest.raises(SystemExit) as excinfo:
+        _run_fame(monkeypatch, "--explain-summary", f"--checkpoint={checkpoint}", "--explain_topk=31")
+    assert excinfo.value.code == "error: --explain_topk=31 is larger than the catalogue: the dataset has 30 items"
 
 
 def test_explain_summary_cli_writes_figure_and_table(trained_fame, tmp_path, monkeypatch, capsys):
