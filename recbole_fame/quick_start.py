@@ -177,7 +177,8 @@ def single_process(config):
 
 
 def build_model(config, dataset, load_pretrained=True):
-    """``config``'s model for ``dataset`` on ``config``'s device.
+    """``config``'s model for ``dataset`` on ``config``'s device, with the ``fast_layers`` it was
+    trained with (:mod:`recbole_fame.speedups`), so that a reloaded model is the trained one.
 
     ``load_pretrained=False`` builds it without reading ``pretrained_path``, for weights that come
     from a checkpoint anyway: a finished FAME does not need, or re-read, the SASRec it started from.
@@ -186,10 +187,13 @@ def build_model(config, dataset, load_pretrained=True):
     if not load_pretrained and pretrained_path:
         config["pretrained_path"] = None
     try:
-        return get_model(config["model"])(config, dataset).to(config["device"])
+        model = get_model(config["model"])(config, dataset).to(config["device"])
     finally:
         if not load_pretrained and pretrained_path:
             config["pretrained_path"] = pretrained_path
+    if config["fast_layers"]:
+        use_fast_layers(model)
+    return model
 
 
 def _run_stages(config, first_stage, data, saved, resume_file=None):
@@ -234,8 +238,6 @@ def train_and_test(
     start = time.time()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = build_model(config, train_data._dataset, load_pretrained=resume_file is None)
-    if config["fast_layers"]:
-        use_fast_layers(model)
     logger.info(model)
     trainer = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
     trainer.next_stage = next_stage
