@@ -156,8 +156,7 @@ def explain_user(model, dataset, test_data, user, k=20):
     history = history[-model.max_seq_length :]  # what the model reads
     model.eval()
     interaction = history_interaction(model, [encoded])
-    gate, head_scores = model.facet_scores(interaction)  # [1, H], [1, H, n_items]
-    expert_weights = model.expert_weights(interaction)  # [1, H, N]
+    gate, head_scores, expert_weights = model.facet_analysis(interaction)  # [1, H], [1, H, n_items], [1, H, N]
     integrated = (gate.unsqueeze(-1) * head_scores).sum(1)
     equal_gates = head_scores.mean(1)
 
@@ -308,9 +307,9 @@ def summarize(model, dataset, test_data, k=20, metadata=None, show_progress=Fals
     batches = range(0, len(feat), batch_size)
     for start in tqdm(batches, desc="explain-summary", disable=not show_progress):
         batch = feat[start : start + batch_size].to(model.device)
-        gate, head_scores = model.facet_scores(batch)
+        gate, head_scores, expert_weights = model.facet_analysis(batch)
         gates.append(gate.cpu())
-        experts.append(model.expert_weights(batch).cpu())
+        experts.append(expert_weights.cpu())
         lists = [head_scores[:, h] for h in range(model.n_heads)]
         lists += [(gate.unsqueeze(-1) * head_scores).sum(1), head_scores.mean(1)]
         target = batch[dataset.iid_field].unsqueeze(1)

@@ -117,6 +117,20 @@ def test_explanation_text_and_plot(trained_fame, tmp_path):
         plot_explanation(explanation, str(tmp_path / "nowhere" / "user.png"))
 
 
+def test_one_forward_pass_per_batch(trained_fame):
+    _, (_, model, dataset, _, _, test_data) = trained_fame
+    passes = []
+    facets = model._facets
+    model._facets = lambda *args: passes.append(len(args[0])) or facets(*args)
+    try:
+        explain_user(model, dataset, test_data, "u5", k=K)
+        assert passes == [1]
+        summarize(model, dataset, test_data, k=K)  # the 40 test users fit in one batch
+        assert passes == [1, 40]
+    finally:
+        del model._facets
+
+
 def test_explain_user_outside_the_test_split(trained_fame):
     _, (config, model, dataset, _, _, test_data) = trained_fame
     # A split without u5: u5's latest sample and that sample's target.
