@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.files import new_figure, save_figure, write_text
-from recbole_fame.inference import check_k, encode_histories, history_interaction, top_items
+from recbole_fame.inference import check_k, data_and_model, encode_histories, history_interaction, top_items
 
 TITLE_FIELDS = ("title", "movie_title", "name")
 YEAR_FIELDS = ("release_year", "year")
@@ -472,18 +473,18 @@ def plot_summary(summary, path):
     _save(fig, path)
 
 
-def _load_fame(checkpoint):
-    """load_data_and_model for a FAME checkpoint, without RecBole's console log of config and data."""
-    from recbole_fame.inference import load_data_and_model
-    from recbole_fame.model import FAME
-
+def _load_fame(checkpoint_file):
+    """load_data_and_model for a FAME checkpoint, without RecBole's console log of config and data;
+    another model's checkpoint is refused before its dataset is loaded."""
+    checkpoint = load_checkpoint(checkpoint_file)
+    model_name = checkpoint_config(checkpoint, checkpoint_file)["model"]
+    if model_name != "FAME":
+        raise ValueError(f"Explaining needs a FAME checkpoint; {checkpoint_file} holds a {model_name}")
     logging.disable(logging.INFO)
     try:
-        config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
+        config, model, dataset, _, _, test_data = data_and_model(checkpoint, checkpoint_file)
     finally:
         logging.disable(logging.NOTSET)
-    if not isinstance(model, FAME):
-        raise ValueError(f"Explaining needs a FAME checkpoint; {checkpoint} holds a {config['model']}")
     return config, model, dataset, test_data
 
 

@@ -33,7 +33,12 @@ def load_data_and_model(model_file):
     :class:`~recbole_fame.checkpoint.CheckpointError` naming the file when it cannot be read, is
     not a RecBole checkpoint, or does not fit the model its config describes.
     """
-    checkpoint = load_checkpoint(model_file)
+    return data_and_model(load_checkpoint(model_file), model_file)
+
+
+def data_and_model(checkpoint, model_file):
+    """:func:`load_data_and_model` for ``checkpoint``, already read from ``model_file`` (to look at
+    it, e.g. at its model's name, before the data is loaded)."""
     config = checkpoint_config(checkpoint, model_file)
     if config["pretrained_path"]:
         config["pretrained_path"] = None

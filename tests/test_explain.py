@@ -11,6 +11,7 @@ import pytest
 import torch
 from recbole.data import create_dataset
 
+import recbole_fame.inference
 from recbole_fame import load_data_and_model, recommend
 from recbole_fame.explain import (
     explain_user,
@@ -257,8 +258,11 @@ def test_explain_summary_cli_writes_figure_and_table(trained_fame, tmp_path, mon
 
 def test_cli_errors_name_what_is_wrong(tiny_config, tmp_path, monkeypatch, capsys):
     sasrec = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1})["model_file"]
-    with pytest.raises(SystemExit) as excinfo:
-        _run_fame(monkeypatch, "--explain", f"--checkpoint={sasrec}", "--user=u5")
+    # Refused from the checkpoint alone, before its dataset is loaded.
+    with monkeypatch.context() as patch:
+        patch.setattr(recbole_fame.inference, "prepare_data", lambda config: pytest.fail("dataset loaded"))
+        with pytest.raises(SystemExit) as excinfo:
+            _run_fame(monkeypatch, "--explain", f"--checkpoint={sasrec}", "--user=u5")
     assert excinfo.value.code == f"error: Explaining needs a FAME checkpoint; {sasrec} holds a SASRec"
 
     with pytest.raises(SystemExit) as excinfo:
