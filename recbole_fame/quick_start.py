@@ -154,7 +154,6 @@ def use_available_device(config):
     if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
         getLogger().warning(f"{config['model']} was set up for {device}; no GPU here, using the CPU")
         config["device"] = torch.device("cpu")
-        config["use_gpu"] = False
 
 
 # What a rank of a ``--nproc`` run adds to its config (compat._join_process_group, distributed.py).

@@ -10,8 +10,10 @@ from recbole.utils import get_trainer
 import recbole_fame
 from recbole_fame import load_data_and_model, recommend
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
-from recbole_fame.quick_start import run
+from recbole_fame.quick_start import run, use_available_device
 from recbole_fame.speedups import FastDropout
+
+from helpers import make_config
 
 
 @pytest.mark.parametrize("model", ["FAME", "SASRec", "GRU4Rec"])
@@ -43,6 +45,17 @@ def test_load_data_and_model_without_fast_layers_keeps_recboles_layers(tiny_conf
     _, loaded, *_ = load_data_and_model(result["model_file"])
     dropouts = [type(m) for m in loaded.modules() if isinstance(m, torch.nn.Dropout)]
     assert dropouts and set(dropouts) == {torch.nn.Dropout}
+
+
+def test_a_gpu_checkpoints_config_gets_the_cpu_and_nothing_else(tiny_config, monkeypatch):
+    config = make_config("SASRec", tiny_config)
+    config["device"] = torch.device("cuda")  # as saved on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = dict(config.final_config_dict)
+    use_available_device(config)
+    after = config.final_config_dict
+    assert [k for k in set(before) | set(after) if before.get(k) != after.get(k)] == ["device"]
+    assert config["device"] == torch.device("cpu")
 
 
 def test_load_data_and_model_names_bad_files(tiny_config, tmp_path):
