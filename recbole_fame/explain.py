@@ -157,7 +157,8 @@ def explain_user(model, dataset, test_data, user, k=20):
     history = history[-model.max_seq_length :]  # what the model reads
     model.eval()
     interaction = history_interaction(model, [encoded])
-    gate, head_scores, expert_weights = model.facet_analysis(interaction)  # [1, H], [1, H, n_items], [1, H, N]
+    # [1, H], [1, H, n_items], [1, H, N]
+    gate, head_scores, expert_weights = model.facet_analysis(interaction)
     integrated = (gate.unsqueeze(-1) * head_scores).sum(1)
     equal_gates = head_scores.mean(1)
 

@@ -8,8 +8,9 @@ negative sampling from numpy's, the shuffling of the training batches from the t
 improves again returns ``None`` for it. :func:`resumable` adds to every checkpoint:
 
 - ``rng_state``: Python's, numpy's and torch's generators (and the CUDA device's, when training on
-  one) and the train loader's, captured at save time, i.e. between two epochs, and restored when the resumed ``fit``
-  starts, so the epochs after the checkpoint draw the same numbers as in the uninterrupted run;
+  one) and the train loader's, captured at save time, i.e. between two epochs, and restored when
+  the resumed ``fit`` starts, so the epochs after the checkpoint draw the same numbers as in the
+  uninterrupted run;
 - ``best_valid_result``: the validation result of the epoch saved;
 - ``next_stage``: the config of the stage that follows (FAME's, in the SASRec stage of FAME's
   two-stage run), so resuming that stage also runs the next one.
