@@ -5,7 +5,7 @@
     python run_fame.py --model=SASRec --epochs=5         # any RecBole model, any config key
     python run_fame.py --nproc=2                         # 2 processes, DistributedDataParallel
     python run_fame.py --resume=saved/FAME-....pth       # go on with an interrupted run
-    python run_fame.py --explain --checkpoint=saved/FAME-....pth --user=196 [--topk=20] [--plot=u196.png]
+    python run_fame.py --explain --checkpoint=saved/FAME-....pth --user=196 [--explain_topk=20] [--plot=u196.png]
     python run_fame.py --explain-summary --checkpoint=saved/FAME-....pth [--plot=summary.png]
 """
 
@@ -37,7 +37,8 @@ def main():
     )
     parser.add_argument("--checkpoint", metavar="PATH", help="the FAME checkpoint to explain")
     parser.add_argument("--user", help="raw user id to explain")
-    parser.add_argument("--topk", type=int, default=20, help="length of the explained lists")
+    # Not --topk: that is RecBole's config key of the evaluated list lengths (--topk=[5,10]).
+    parser.add_argument("--explain_topk", type=int, default=20, help="length of the explained lists")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a figure there")
     # Every other --key=value is a RecBole config key, read by Config from the command line.
     args, config_args = parser.parse_known_args()
@@ -45,18 +46,27 @@ def main():
         parser.error("--explain and --explain-summary need --checkpoint=PATH")
     if args.explain and args.user is None:
         parser.error("--explain needs --user=RAW_USER_ID")
-    if args.resume and (config_args or args.config_files):
-        settings = config_args + ([f"--config_files={args.config_files}"] if args.config_files else [])
-        parser.error(f"--resume takes every setting from the checkpoint; drop {' '.join(settings)}")
+    if args.resume:
+        # Refused rather than ignored: the run would silently differ from what the command asks.
+        ignored = [
+            f"--{name}={getattr(args, name)}"
+            for name in ("model", "dataset", "config_files", "nproc", "world_size", "ip", "port", "group_offset")
+            if getattr(args, name) != parser.get_default(name)
+        ]
+        if ignored or config_args:
+            parser.error(
+                "--resume takes every setting from the checkpoint and resumes in one process; "
+                f"drop {' '.join(ignored + config_args)}"
+            )
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     if args.explain or args.explain_summary:
         from recbole_fame.explain import explain_command, explain_summary_command
 
         try:
             if args.explain:
-                print(explain_command(args.checkpoint, args.user, args.topk, args.plot))
+                print(explain_command(args.checkpoint, args.user, args.explain_topk, args.plot))
             else:
-                print(explain_summary_command(args.checkpoint, args.topk, args.plot))
+                print(explain_summary_command(args.checkpoint, args.explain_topk, args.plot))
         except (FileNotFoundError, CheckpointError, ValueError) as exc:  # ValueError: user, topk
             sys.exit(f"error: {exc}")
         return
@@ -74,7 +84,7 @@ def main():
                 port=args.port,
                 group_offset=args.group_offset,
             )
-    except (FileNotFoundError, CheckpointError, TextExtraMissing) as exc:
+    except (FileNotFoundError, CheckpointError, TextExtraMissing, ValueError) as exc:  # ValueError: process counts, config values
         sys.exit(f"error: {exc}")
 
 

@@ -32,6 +32,10 @@ def main():
         help="RecBole's HyperTuning algorithms: the whole grid, or max_evals points of hyperopt's",
     )
     parser.add_argument("--max_evals", type=int, default=100, help="points for random and bayes")
+    parser.add_argument(
+        "--early_stop", type=int, default=10,
+        help="random and bayes stop after this many points in a row without a better validation score (0: never)",
+    )
     # Every other --key=value is a RecBole config key, fixed for the whole search.
     args, _ = parser.parse_known_args()
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
@@ -44,6 +48,7 @@ def main():
             output_dir=args.output_dir,
             algo=args.algo,
             max_evals=args.max_evals,
+            early_stop=args.early_stop,
         )
     except (FileNotFoundError, ValueError, CheckpointError) as exc:
         sys.exit(f"error: {exc}")

@@ -30,9 +30,10 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import init_logger, set_color
 
-from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_atomic, write_reports
+from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_reports
 from recbole_fame.config import PLUGIN_MODELS, Config, resolve_config_file
 from recbole_fame.data import check_dataset_files
+from recbole_fame.files import write_json
 from recbole_fame.quick_start import BACKBONE_KEYS, run
 
 DEFAULT_SEEDS = (2020, 2021, 2022)
@@ -48,6 +49,10 @@ CONTROLLED_KEYS = {
     "checkpoint_dir": "checkpoints go under --out",
     "pretrained_path": "FAME starts from the SASRec run of the same seed",
 }
+
+# What the tables report (compare_report.METRICS): other topk or metrics may add to it.
+REPORTED_TOPK = (5, 10, 20)
+REPORTED_METRICS = ("Hit", "NDCG")
 
 # Keys that change what a run prints, not what it computes: a rerun may differ in them.
 OUTPUT_KEYS = ("show_progress", "state")
@@ -244,9 +249,26 @@ def _init_logger(dataset, config_file_list, overrides):
     config = Config(model="SASRec", dataset=dataset, config_file_list=config_file_list,
                     config_dict=dict(overrides))
     check_dataset_files(config)
+    _check_reported_metrics(config)
     config["model"] = "compare"
     init_logger(config)
     return getLogger()
+
+
+def _check_reported_metrics(config):
+    """The tables report HR and NDCG at 5, 10 and 20: settings that leave one out are refused
+    before anything trains, not found missing in the report after training."""
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    missing = [k for k in REPORTED_TOPK if k not in topk]
+    if missing:
+        raise ValueError(f"topk={topk} lacks {missing}: the comparison reports HR and NDCG at "
+                         f"{list(REPORTED_TOPK)}; add them to topk")
+    metrics = config["metrics"] if isinstance(config["metrics"], list) else [config["metrics"]]
+    metrics = [m.lower() for m in metrics]
+    missing = [m for m in REPORTED_METRICS if m.lower() not in metrics]
+    if missing:
+        raise ValueError(f"metrics={config['metrics']} lacks {missing}: the comparison reports "
+                         f"{list(REPORTED_METRICS)}; add them to metrics")
 
 
 def _command(dataset, models, seeds, out, config_file_list, overrides):
@@ -414,7 +436,8 @@ def _train(payload):
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "settings": payload["settings"],
     }
-    write_atomic(payload["record_file"], json.dumps(record, indent=2) + "\n")
+    os.makedirs(os.path.dirname(payload["record_file"]), exist_ok=True)
+    write_json(payload["record_file"], record)
     return record
 
 

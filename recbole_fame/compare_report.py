@@ -1,14 +1,15 @@
 """The comparison's results as files a person opens: markdown table, CSV, JSON and a bar chart.
 
 Input is the list of finished run records of :mod:`recbole_fame.compare` (one per model and seed);
-every file is rewritten whole, through a temporary file and a rename.
+every file is rewritten whole, through a temporary file and a rename (:mod:`recbole_fame.files`).
 """
 
 import csv
 import io
-import json
 import os
 import statistics
+
+from recbole_fame.files import new_figure, save_figure, write_json, write_text
 
 # The paper's six metrics, as named in its Table 2 and in RecBole's results.
 METRICS = (("HR@5", "hit@5"), ("HR@10", "hit@10"), ("HR@20", "hit@20"),
@@ -19,15 +20,6 @@ COLUMNS = ("model", "seed") + tuple(name for name, _ in METRICS) + COSTS
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A copy of ../shared/reference/fame_paper_table2.csv (the paper's Table 2) kept in the repository.
 PAPER_TABLE = os.path.join(_REPO, "results", "fame_paper_table2.csv")
-
-
-def write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def run_row(record):
@@ -102,9 +94,10 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
         "paper": None if paper is None else {"dataset": paper[0], "table2": {
             model: values for model, values in paper[1].items() if model in models}},
     }
-    write_atomic(os.path.join(out, "results.json"), json.dumps(data, indent=2) + "\n")
-    write_atomic(os.path.join(out, "table.csv"), _csv(rows, summary))
-    write_atomic(os.path.join(out, "table.md"), _markdown(data, paper))
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "results.json"), data)
+    write_text(os.path.join(out, "table.csv"), _csv(rows, summary))
+    write_text(os.path.join(out, "table.md"), _markdown(data, paper))
     _chart(os.path.join(out, "chart.png"), dataset, rows, summary)
     return data
 
@@ -190,12 +183,7 @@ def _paper_section(data, paper):
 
 def _chart(path, dataset, rows, summary):
     """HR@10 and NDCG@10 per model: bars at the mean, error bars one sd, dots the seeds."""
-    # The object API with its Agg canvas: no pyplot, no global backend switch in the caller's process.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(1.3 * max(len(summary), 2) + 1.2, 4.0))
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(1.3 * max(len(summary), 2) + 1.2, 4.0))
     axes = figure.subplots()
     width = 0.38
     for offset, (metric, color) in zip((-width / 2, width / 2),
@@ -217,6 +205,4 @@ def _chart(path, dataset, rows, summary):
     axes.set_ylabel("HR@10, NDCG@10")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}"
-    figure.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
+    save_figure(figure, path, dpi=120)

@@ -98,7 +98,9 @@ def _load_checkpoints_as_trusted_files():
     def resume_checkpoint(self, resume_file):
         """RecBole's ``resume_checkpoint`` on torch >= 2.6; returns the checkpoint read."""
         resume_file = str(resume_file)
-        checkpoint = load_checkpoint(resume_file, self.device)
+        # On the CPU: load_state_dict copies the weights (and the optimizer state) to the model's
+        # device anyway, and the random states a checkpoint may hold must stay CPU ByteTensors.
+        checkpoint = load_checkpoint(resume_file, "cpu")
         model_name = checkpoint_model_name(checkpoint)
         if model_name is None or model_name.lower() != self.config["model"].lower():
             raise CheckpointError(
@@ -225,12 +227,21 @@ def _one_checkpoint_file_per_run():
     @functools.wraps(original_save)
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         original_save(self, epoch, verbose=verbose, **kwargs)
-        if not self.config["single_spec"]:
-            # Every rank reloads the best checkpoint after training: none may read it half written.
-            dist.barrier()
+        wait_for_checkpoint(self.config)
 
     Trainer.__init__ = __init__
     Trainer._save_checkpoint = _save_checkpoint
+
+
+def wait_for_checkpoint(config):
+    """Under DDP, every rank waits here after each checkpoint save (rank 0 writes it).
+
+    Every rank reloads the best checkpoint after training, and FAME's stage 2 is built from stage
+    1's: none may read a file still being written. Trainers that replace ``_save_checkpoint``
+    (:mod:`recbole_fame.trainer`) call this themselves.
+    """
+    if not config["single_spec"]:
+        dist.barrier()
 
 
 def _ensure_dir_safe_for_concurrent_processes():

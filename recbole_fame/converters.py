@@ -20,6 +20,8 @@ import json
 import os
 from collections import Counter
 
+from recbole_fame.files import replacing
+
 
 class ConversionError(ValueError):
     """A raw dataset file that cannot be converted; the message names the file and line."""
@@ -163,12 +165,11 @@ def write_atomic_inter(rows, columns, out_dir, name):
     folder = os.path.join(out_dir, name)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.inter")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\t".join(columns) + "\n")
-        for row in rows:
-            f.write("\t".join(_format(v) for v in row) + "\n")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\t".join(columns) + "\n")
+            for row in rows:
+                f.write("\t".join(_format(v) for v in row) + "\n")
     return path
 
 

@@ -21,14 +21,7 @@ def run_distributed(
 ):
     """Train and test in ``nproc`` processes on this machine, ranks ``group_offset`` to
     ``group_offset + nproc - 1`` of ``world_size``; returns the result of local rank 0."""
-    if nproc < 1:
-        raise ValueError(f"nproc must be at least 1, got {nproc}")
-    world_size = nproc if world_size == -1 else world_size
-    if group_offset + nproc > world_size:
-        raise ValueError(
-            f"ranks {group_offset}..{group_offset + nproc - 1} (group_offset={group_offset}, "
-            f"nproc={nproc}) do not fit in world_size={world_size}"
-        )
+    world_size = check_process_counts(nproc, world_size, group_offset)
     # A queue of the spawn context, as RecBole's run does: the result of rank 0 comes back on it.
     queue = mp.get_context("spawn").SimpleQueue()
     config_dict = {
@@ -46,6 +39,19 @@ def run_distributed(
         join=True,
     )
     return None if queue.empty() else queue.get()
+
+
+def check_process_counts(nproc, world_size, group_offset):
+    """The world size (``nproc`` when ``world_size`` is -1); ValueError naming a count that cannot be."""
+    if nproc < 1:
+        raise ValueError(f"nproc must be at least 1, got {nproc}")
+    world_size = nproc if world_size == -1 else world_size
+    if group_offset < 0 or group_offset + nproc > world_size:
+        raise ValueError(
+            f"ranks {group_offset}..{group_offset + nproc - 1} (group_offset={group_offset}, "
+            f"nproc={nproc}) do not fit in world_size={world_size}"
+        )
+    return world_size
 
 
 def _run_rank(local_rank, model, dataset, config_file_list, config_dict, saved, queue):

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recbole_fame.inference import encode_histories, history_interaction
+from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
+from recbole_fame.files import new_figure, save_figure, write_text
+from recbole_fame.inference import check_k, data_and_model, encode_histories, history_interaction, top_items
 from recbole_fame.item_file import read_item_file
 
 TITLE_FIELDS = ("title", "movie_title", "name")
@@ -94,19 +96,6 @@ class Explanation:
     expert_weights: list  # [H][N]
 
 
-def _top(scores, k):
-    """Top-k of [B, n_items] scores with the padding item excluded: (values, ids)."""
-    scores = scores.clone()
-    scores[..., 0] = -torch.inf
-    return torch.topk(scores, k, dim=-1)
-
-
-def _check_k(dataset, k):
-    catalogue = dataset.item_num - 1
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= catalogue:
-        raise ValueError(f"topk must be an integer from 1 to the {catalogue} items of the catalogue, got {k!r}")
-
-
 def user_history(dataset, test_data, user):
     """The history to explain for raw user id ``user``, oldest first, and the ground truth if the
     user is in the test split.
@@ -152,19 +141,19 @@ def user_history(dataset, test_data, user):
 @torch.no_grad()
 def explain_user(model, dataset, test_data, user, k=20):
     """The case study of Fig. 7 for raw user id ``user`` (an :class:`Explanation`)."""
-    _check_k(dataset, k)
+    check_k(dataset, k)
     history, target = user_history(dataset, test_data, user)
     (encoded,) = encode_histories(dataset, [history])
     history = history[-model.max_seq_length :]  # what the model reads
     model.eval()
     interaction = history_interaction(model, [encoded])
-    gate, head_scores = model.facet_scores(interaction)  # [1, H], [1, H, n_items]
-    expert_weights = model.expert_weights(interaction)  # [1, H, N]
+    # [1, H], [1, H, n_items], [1, H, N]
+    gate, head_scores, expert_weights = model.facet_analysis(interaction)
     integrated = (gate.unsqueeze(-1) * head_scores).sum(1)
     equal_gates = head_scores.mean(1)
 
     def as_topk(scores):
-        values, ids = _top(scores, k)
+        values, ids = top_items(scores, k)
         return TopK(dataset.id2token(dataset.iid_field, ids.cpu()).tolist(), values.cpu().tolist())
 
     return Explanation(
@@ -215,20 +204,8 @@ def format_explanation(explanation, metadata=None):
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path):
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Cannot write the plot {path}: folder {folder} does not exist")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def _heatmap(ax, values, row_labels, col_labels, title, notes=None):
@@ -251,13 +228,12 @@ def _heatmap(ax, values, row_labels, col_labels, title, notes=None):
 def plot_explanation(explanation, path, metadata=None):
     """Per-head top-k bars titled with the gate values, FAME's and equal gates' lists, and a
     heatmap of the router's expert weights per head; written to ``path`` (PNG)."""
-    plt = _pyplot()
     metadata = metadata or ItemMetadata()
     e = explanation
     panels = [(f"Head {h}  (gate {g:.2f})", t) for h, (g, t) in enumerate(zip(e.gate, e.heads), 1)]
     panels += [("FAME (integrated)", e.integrated), (f"Equal gates (1/{len(e.gate)})", e.equal_gates)]
     k = len(e.integrated.items)
-    fig = plt.figure(figsize=(4.8 * len(panels), 0.28 * k + 2.2 + 0.4 * len(e.gate) + 1.2), layout="constrained")
+    fig = new_figure(figsize=(4.8 * len(panels), 0.28 * k + 2.2 + 0.4 * len(e.gate) + 1.2), layout="constrained")
     grid = fig.add_gridspec(2, len(panels), height_ratios=[0.28 * k + 1.5, 0.4 * len(e.gate) + 1.2])
     for column, (title, topk) in enumerate(panels):
         ax = fig.add_subplot(grid[0, column])
@@ -280,7 +256,6 @@ def plot_explanation(explanation, path, metadata=None):
     truth = f"; ground truth {metadata.label(e.target, 40)} in orange" if e.target is not None else ""
     fig.suptitle(f"User {e.user}: top-{k} per head, FAME and equal gates{truth}")
     _save(fig, path)
-    plt.close(fig)
 
 
 @dataclass
@@ -311,7 +286,7 @@ def _genre_matrix(dataset, metadata):
 @torch.no_grad()
 def summarize(model, dataset, test_data, k=20, metadata=None, show_progress=False):
     """Gate values, expert weights and top-k lists over every user of the test split."""
-    _check_k(dataset, k)
+    check_k(dataset, k)
     metadata = metadata or ItemMetadata()
     model.eval()
     genres, genre_names = _genre_matrix(dataset, metadata)
@@ -324,14 +299,14 @@ def summarize(model, dataset, test_data, k=20, metadata=None, show_progress=Fals
     batches = range(0, len(feat), batch_size)
     for start in tqdm(batches, desc="explain-summary", disable=not show_progress):
         batch = feat[start : start + batch_size].to(model.device)
-        gate, head_scores = model.facet_scores(batch)
+        gate, head_scores, expert_weights = model.facet_analysis(batch)
         gates.append(gate.cpu())
-        experts.append(model.expert_weights(batch).cpu())
+        experts.append(expert_weights.cpu())
         lists = [head_scores[:, h] for h in range(model.n_heads)]
         lists += [(gate.unsqueeze(-1) * head_scores).sum(1), head_scores.mean(1)]
         target = batch[dataset.iid_field].unsqueeze(1)
         for name, scores in zip(names, lists):
-            ids = _top(scores, k).indices
+            ids = top_items(scores, k).indices
             tops[name].append(ids.cpu())
             hits[name] += int((ids == target).any(1).sum())
 
@@ -447,14 +422,14 @@ def format_summary(summary, checkpoint=None):
 def plot_summary(summary, path):
     """Gate distributions per head, mean expert weights per head, and (with genres) each list's
     genre profile; written to ``path`` (PNG)."""
-    plt = _pyplot()
     s = summary
     n_heads, n_experts = s.expert_weights.shape[1:]
     panels = 3 if s.genre_names else 2
-    fig, axes = plt.subplots(
-        1, panels, figsize=(5.5 * panels + (3 if s.genre_names else 0), 1.5 + 0.5 * max(n_heads, 6)),
+    fig = new_figure(
+        figsize=(5.5 * panels + (3 if s.genre_names else 0), 1.5 + 0.5 * max(n_heads, 6)),
         layout="constrained",
     )
+    axes = fig.subplots(1, panels)
     bins = np.linspace(0.0, 1.0, 41)
     for h in range(n_heads):
         axes[0].hist(s.gate[:, h], bins=bins, histtype="step", linewidth=1.5, label=f"head {h + 1}")
@@ -487,27 +462,27 @@ def plot_summary(summary, path):
         )
         fig.colorbar(image, ax=axes[2])
     _save(fig, path)
-    plt.close(fig)
 
 
-def _load_fame(checkpoint):
-    """load_data_and_model for a FAME checkpoint, without RecBole's console log of config and data."""
-    from recbole_fame.inference import load_data_and_model
-    from recbole_fame.model import FAME
-
+def _load_fame(checkpoint_file):
+    """load_data_and_model for a FAME checkpoint, without RecBole's console log of config and data;
+    another model's checkpoint is refused before its dataset is loaded."""
+    checkpoint = load_checkpoint(checkpoint_file)
+    model_name = checkpoint_config(checkpoint, checkpoint_file)["model"]
+    if model_name != "FAME":
+        raise ValueError(f"Explaining needs a FAME checkpoint; {checkpoint_file} holds a {model_name}")
     logging.disable(logging.INFO)
     try:
-        config, model, dataset, _, _, test_data = load_data_and_model(checkpoint)
+        config, model, dataset, _, _, test_data = data_and_model(checkpoint, checkpoint_file)
     finally:
         logging.disable(logging.NOTSET)
-    if not isinstance(model, FAME):
-        raise ValueError(f"Explaining needs a FAME checkpoint; {checkpoint} holds a {config['model']}")
     return config, model, dataset, test_data
 
 
 def explain_command(checkpoint, user, k=20, plot=None):
     """``run_fame.py --explain``: the text explanation of ``user`` (and a figure at ``plot``)."""
     config, model, dataset, test_data = _load_fame(checkpoint)
+    check_k(dataset, k, "--explain_topk")
     metadata = read_item_metadata(config)
     explanation = explain_user(model, dataset, test_data, user, k)
     text = format_explanation(explanation, metadata)
@@ -521,13 +496,13 @@ def explain_summary_command(checkpoint, k=20, plot=None):
     """``run_fame.py --explain-summary``: markdown tables (and, with ``plot``, a figure at ``plot`` and
     the tables beside it as ``<plot>.md``)."""
     config, model, dataset, test_data = _load_fame(checkpoint)
+    check_k(dataset, k, "--explain_topk")
     metadata = read_item_metadata(config)
     summary = summarize(model, dataset, test_data, k, metadata, show_progress=config["show_progress"])
     text = format_summary(summary, checkpoint)
     if plot:
         plot_summary(summary, plot)
         table = os.path.splitext(plot)[0] + ".md"
-        with open(table, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_text(table, text)
         text += f"\nFigure written to {plot}, tables to {table}\n"
     return text

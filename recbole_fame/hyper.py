@@ -14,7 +14,6 @@ The params file is RecBole's format, one key a line (``n_heads choice [1,2,4,8,1
 import ast
 import csv
 import io
-import json
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from recbole.utils import get_local_time
 
 from recbole_fame import quick_start
 from recbole_fame.config import Config, model_defaults_file, resolve_config_file
+from recbole_fame.files import write_json, write_text
 
 SPACE_TYPES = {"choice": None, "uniform": 2, "quniform": 3, "loguniform": 2}  # type -> numbers
 
@@ -170,13 +170,23 @@ def hyper_search(
     output_dir=None,
     algo="exhaustive",
     max_evals=100,
+    early_stop=10,
 ):
     """Search ``params_file``'s space for ``model`` on ``dataset`` and write the grid as tables.
 
-    Returns a dict with ``best`` (the best row), ``rows`` (one per point, in the order they ran)
-    and ``files`` (the Markdown, CSV and JSON tables under ``output_dir``, by default
+    ``algo="exhaustive"`` runs every point of the grid. ``random`` and ``bayes`` run up to
+    ``max_evals`` points, and stop earlier after ``early_stop`` points in a row without a better
+    validation score (hyperopt's ``no_progress_loss``, which counts the first point as one of
+    them; 0 or None: never), which is logged and noted in the tables.
+
+    Returns a dict with ``best`` (the best row), ``rows`` (one per point, in the order they ran),
+    ``stopped_early`` (whether a random or bayes search ran fewer than ``max_evals`` points) and
+    ``files`` (the Markdown, CSV and JSON tables under ``output_dir``, by default
     ``<checkpoint_dir>/hyper-<model>-<dataset>-<time>/``).
     """
+    early_stop = early_stop or 0
+    if isinstance(early_stop, bool) or not isinstance(early_stop, int) or early_stop < 0:
+        raise ValueError(f"early_stop must be an integer >= 0 (0: never), got {early_stop!r}")
     params_file = resolve_config_file(params_file)
     base = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     space, names = read_params_file(params_file, base)
@@ -190,6 +200,8 @@ def hyper_search(
         "dataset": base["dataset"],
         "params_file": params_file,
         "algo": algo,
+        # The limits of a random or bayes search; an exhaustive one runs the whole grid.
+        **({} if algo == "exhaustive" else {"max_evals": max_evals, "early_stop": early_stop}),
     }
 
     def write(rows):
@@ -203,12 +215,22 @@ def hyper_search(
         fixed_config_file_list=config_file_list,
         algo=algo,
         max_evals=max_evals,
-        early_stop=10**9 if algo == "exhaustive" else 10,
+        early_stop=10**9 if algo == "exhaustive" or not early_stop else early_stop,
     )
     tuner.run()
-    best = best_row(objective.rows)
-    getLogger().info(f"Best of {len(objective.rows)} points: {best['params']}; tables in {output_dir}")
-    return {"best": best, "rows": objective.rows, "files": files}
+    rows = objective.rows
+    logger = getLogger()
+    stopped_early = algo != "exhaustive" and len(rows) < max_evals
+    if stopped_early:
+        header["stopped_early"] = True
+        write(rows)
+        logger.warning(
+            f"The {algo} search stopped after {len(rows)} of max_evals={max_evals} points: "
+            f"early_stop={early_stop} points without a better validation score (early_stop=0 runs them all)"
+        )
+    best = best_row(rows)
+    logger.info(f"Best of {len(rows)} points: {best['params']}; tables in {output_dir}")
+    return {"best": best, "rows": rows, "stopped_early": stopped_early, "files": files}
 
 
 def write_tables(files, header, names, rows):
@@ -239,12 +261,9 @@ def write_tables(files, header, names, rows):
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(table)
-    _replace(files["csv"], buffer.getvalue())
+    write_text(files["csv"], buffer.getvalue())
 
-    _replace(
-        files["json"],
-        json.dumps({**header, "searched": names, "best": best, "rows": rows}, indent=2, default=str) + "\n",
-    )
+    write_json(files["json"], {**header, "searched": names, "best": best, "rows": rows}, default=str)
 
     trained = sum(r["stage_one"] == "trained" for r in rows)
     reused = sum(r["stage_one"] == "reused" for r in rows)
@@ -252,7 +271,8 @@ def write_tables(files, header, names, rows):
     lines = [
         f"# Hyper-parameter search: {header['model']} on {header['dataset']}",
         "",
-        f"- params file: `{header['params_file']}`, search: {header['algo']}, points run: {len(rows)}",
+        f"- params file: `{header['params_file']}`, search: {header['algo']}, points run: {len(rows)}"
+        + _limits(header),
         f"- selection: best validation {metric} ({'higher' if best['valid_score_bigger'] else 'lower'} is better)",
         f"- best: {flags} (valid {metric} {best['best_valid_score']}, "
         f"test {metric} {best['test_result'].get(metric)}); its checkpoint: `{best['model_file']}`",
@@ -266,14 +286,15 @@ def write_tables(files, header, names, rows):
         if row["best"]:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    _replace(files["md"], "\n".join(lines) + "\n")
+    write_text(files["md"], "\n".join(lines) + "\n")
 
 
-def _replace(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _limits(header):
+    """How a random or bayes search was bounded, for the Markdown table ('' for exhaustive)."""
+    if header["algo"] == "exhaustive":
+        return ""
+    stopped = "; stopped early, without a better validation score" if header.get("stopped_early") else ""
+    return f" (max_evals {header['max_evals']}, early_stop {header['early_stop'] or 'off'}{stopped})"
 
 
 def _plain(value):

@@ -12,7 +12,7 @@ from recbole.data.interaction import Interaction
 from recbole.utils import init_logger, init_seed
 
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint, load_model_state
-from recbole_fame.quick_start import build_model, prepare_data, use_available_device
+from recbole_fame.quick_start import build_model, prepare_data, single_process, use_available_device
 
 # Histories scored per forward pass.
 RECOMMEND_BATCH_SIZE = 1024
@@ -23,7 +23,8 @@ def load_data_and_model(model_file):
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)``: the config pickled in
     the checkpoint, the model with its trained weights in eval mode on the config's device (the
-    CPU if the checkpoint was written on a GPU machine and this one has none), the filtered
+    CPU if the checkpoint was written on a GPU machine and this one has none; a ``--nproc`` run's
+    checkpoint is reloaded in this one process), the filtered
     dataset and the loaders the pipeline trained and tested with. The returned config's
     ``pretrained_path`` is cleared: the weights come from ``model_file``, and building FAME from
     that config again must not re-read (or need) the SASRec file FAME started from.
@@ -32,11 +33,17 @@ def load_data_and_model(model_file):
     :class:`~recbole_fame.checkpoint.CheckpointError` naming the file when it cannot be read, is
     not a RecBole checkpoint, or does not fit the model its config describes.
     """
-    checkpoint = load_checkpoint(model_file)
+    return data_and_model(load_checkpoint(model_file), model_file)
+
+
+def data_and_model(checkpoint, model_file):
+    """:func:`load_data_and_model` for ``checkpoint``, already read from ``model_file`` (to look at
+    it, e.g. at its model's name, before the data is loaded)."""
     config = checkpoint_config(checkpoint, model_file)
     if config["pretrained_path"]:
         config["pretrained_path"] = None
     use_available_device(config)
+    single_process(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     getLogger().info(config)
@@ -68,11 +75,7 @@ def recommend(model, dataset, histories, k, exclude_seen=False):
       history (all of it, not only the part the model reads);
     - models with a user embedding (Caser, HGN, ...) score these histories as the padding user.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    catalogue = dataset.item_num - 1  # id 0 is padding
-    if k > catalogue:
-        raise ValueError(f"k={k} is larger than the catalogue: the dataset has {catalogue} items")
+    catalogue = check_k(dataset, k)
     encoded = encode_histories(dataset, histories)
     if exclude_seen:
         for index, history in enumerate(encoded):
@@ -90,18 +93,35 @@ def recommend(model, dataset, histories, k, exclude_seen=False):
             for start in range(0, len(encoded), RECOMMEND_BATCH_SIZE):
                 batch = encoded[start : start + RECOMMEND_BATCH_SIZE]
                 scores = model.full_sort_predict(history_interaction(model, batch))
-                scores = scores.view(len(batch), -1).clone()
-                scores[:, 0] = -torch.inf
-                if exclude_seen:
-                    for row, history in enumerate(batch):
-                        scores[row, history] = -torch.inf
-                top = torch.topk(scores, k, dim=1).indices.cpu()
+                scores = scores.view(len(batch), -1)
+                top = top_items(scores, k, exclude=batch if exclude_seen else None).indices.cpu()
                 recommendations += [
                     dataset.id2token(dataset.iid_field, row).tolist() for row in top
                 ]
     finally:
         model.train(was_training)
     return recommendations
+
+
+def check_k(dataset, k, name="k"):
+    """The catalogue's size (items without padding); ValueError naming ``name`` unless ``k`` is an
+    integer from 1 to it."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {k!r}")
+    catalogue = dataset.item_num - 1  # id 0 is padding
+    if k > catalogue:
+        raise ValueError(f"{name}={k} is larger than the catalogue: the dataset has {catalogue} items")
+    return catalogue
+
+
+def top_items(scores, k, exclude=None):
+    """``torch.topk`` (values, internal ids) of ``[..., n_items]`` scores over real items: never the
+    padding item, nor, per row of 2-d scores, the ids in ``exclude[row]``. ``scores`` is unchanged."""
+    scores = scores.clone()
+    scores[..., 0] = -torch.inf
+    for row, ids in enumerate(exclude or ()):
+        scores[row, ids] = -torch.inf
+    return torch.topk(scores, k, dim=-1)
 
 
 def encode_histories(dataset, histories):

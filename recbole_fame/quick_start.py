@@ -7,7 +7,6 @@ and tested once, through the same data, protocol and evaluator. :func:`resume` g
 interrupted run from its checkpoint.
 """
 
-import json
 import os
 import sys
 import time
@@ -21,13 +20,14 @@ from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
-from recbole_fame.distributed import parameter_checksums, run_distributed
+from recbole_fame.distributed import check_process_counts, parameter_checksums, run_distributed
 from recbole_fame.facet_pretrain import (
     TEXT_INIT_MODELS,
     init_item_embeddings,
     text_pretraining,
     uses_text_pretraining,
 )
+from recbole_fame.files import write_json
 from recbole_fame.speedups import use_fast_layers
 from recbole_fame.trainer import resumable
 
@@ -71,6 +71,7 @@ def run(
     returned, with ``rank_checksums`` of each stage's parameters after training.
     """
     if nproc != 1 or world_size > 0:
+        check_process_counts(nproc, world_size, group_offset)
         # Bad config files and missing data get their clear errors here, not once per process.
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
         check_dataset_files(config)
@@ -123,7 +124,9 @@ def resume(checkpoint_file):
     The checkpoint's own stage is resumed: a FAME checkpoint goes on training FAME; the SASRec
     checkpoint of FAME's stage 1 goes on training SASRec and then runs stage 2 with the FAME
     settings stored beside it. With a checkpoint written by this package's trainer the run ends
-    with the result the uninterrupted run would have had (see :mod:`recbole_fame.trainer`).
+    with the result the uninterrupted run would have had (see :mod:`recbole_fame.trainer`). A
+    checkpoint of a ``--nproc`` run resumes in this one process (:func:`single_process`), with a
+    warning: the remaining epochs then differ from the multi-process run's.
     Returns what :func:`run` returns.
     """
     # Read once here for the settings; the trainer reads it again for the weights.
@@ -132,11 +135,19 @@ def resume(checkpoint_file):
     next_stage = checkpoint.get("next_stage")
     del checkpoint
     use_available_device(config)
+    was_distributed = single_process(config)
     _start(config)
-    getLogger().info(set_color("Resuming from ", "green") + str(checkpoint_file))
+    logger = getLogger()
+    logger.info(set_color("Resuming from ", "green") + str(checkpoint_file))
+    if was_distributed:
+        logger.warning(
+            f"{checkpoint_file} was written by a multi-process run; it resumes in this one process, "
+            "so the remaining epochs do not replay the multi-process run exactly"
+        )
     data = prepare_data(config)[1:]
     if next_stage is not None:  # the SASRec stage of FAME's two-stage run
         use_available_device(next_stage)
+        single_process(next_stage)
         return _run_stages(next_stage, config, data, True, resume_file=checkpoint_file)
     return _run_stages(config, None, data, True, resume_file=checkpoint_file)
 
@@ -166,11 +177,30 @@ def use_available_device(config):
     if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
         getLogger().warning(f"{config['model']} was set up for {device}; no GPU here, using the CPU")
         config["device"] = torch.device("cpu")
-        config["use_gpu"] = False
+
+
+# What a rank of a ``--nproc`` run adds to its config (compat._join_process_group, distributed.py).
+_DISTRIBUTED_KEYS = ("world_size", "nproc", "offset", "ip", "port")
+
+
+def single_process(config):
+    """Make the config of a ``--nproc`` run's checkpoint a one-process config, in place.
+
+    A rank's config says ``single_spec: False`` and carries its ``local_rank`` and the process
+    group's address, so RecBole's loaders and trainer would ask for a process group that a process
+    reloading or resuming the checkpoint has not joined. Returns whether the config was a rank's.
+    """
+    was_distributed = config["single_spec"] is False
+    config["single_spec"] = True
+    config["local_rank"] = 0
+    for key in _DISTRIBUTED_KEYS:
+        config.final_config_dict.pop(key, None)
+    return was_distributed
 
 
 def build_model(config, dataset, load_pretrained=True):
-    """``config``'s model for ``dataset`` on ``config``'s device.
+    """``config``'s model for ``dataset`` on ``config``'s device, with the ``fast_layers`` it was
+    trained with (:mod:`recbole_fame.speedups`), so that a reloaded model is the trained one.
 
     ``load_pretrained=False`` builds it without reading ``pretrained_path`` or initialising its
     item embeddings from text (``text_pretrain``), for weights that come from a checkpoint anyway:
@@ -189,6 +219,8 @@ def build_model(config, dataset, load_pretrained=True):
             getLogger().info(f"FAME's item embeddings come from {pretrained_path}, not from the text pre-training")
         else:
             init_item_embeddings(model, config, dataset)
+    if config["fast_layers"]:
+        use_fast_layers(model)
     return model
 
 
@@ -212,8 +244,7 @@ def _run_stages(config, first_stage, data, saved, resume_file=None):
     result["pretrain_result"] = pretrain_result
     if saved and config["local_rank"] == 0:  # under DDP, rank 0 writes (as RecBole's trainer)
         result_file = os.path.splitext(result["model_file"])[0] + ".json"
-        with open(result_file, "w") as f:
-            json.dump({"dataset": config["dataset"], **result}, f, indent=2)
+        write_json(result_file, {"dataset": config["dataset"], **result})
         logger.info(set_color("Result written to ", "blue") + result_file)
     return result
 
@@ -226,23 +257,24 @@ def train_and_test(
     ``resume_file``: a checkpoint of this training to go on from. ``next_stage``: the config of
     the stage that follows, stored in the checkpoints so that resuming this stage runs it too.
 
-    Besides RecBole's results, the dict has ``epochs_run``, ``best_epoch`` (0-based epoch of the
-    best validation score), ``seconds_per_epoch`` (training only, mean over the epochs run here)
+    Besides RecBole's results, the dict has ``epochs_run`` (epochs trained in the whole run, a
+    resumed one's earlier epochs included), ``best_epoch`` (0-based epoch of the best validation
+    score), ``seconds_per_epoch`` (training only, mean over the epochs run here)
     and ``parameters`` (all of the model's parameters).
     """
     logger = getLogger()
     start = time.time()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = build_model(config, train_data._dataset, load_pretrained=resume_file is None)
-    if config["fast_layers"]:
-        use_fast_layers(model)
     logger.info(model)
     trainer = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
     trainer.next_stage = next_stage
+    # A resumed run's best epoch so far is the one its checkpoint holds.
+    best_epoch = None
     if resume_file is not None:
         trainer.resume_checkpoint(resume_file)
-    epoch_seconds = _time_training_epochs(trainer)
-    best_epoch = None
+        best_epoch = trainer.start_epoch - 1
+    epoch_seconds, epoch_indices = _time_training_epochs(trainer)
 
     def note_best_epoch(epoch_idx, valid_score):
         nonlocal best_epoch
@@ -273,7 +305,8 @@ def train_and_test(
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
         "seconds": round(time.time() - start, 1),
-        "epochs_run": len(epoch_seconds),
+        # Epochs of the whole run, those before a resume included.
+        "epochs_run": epoch_indices[-1] + 1 if epoch_indices else trainer.start_epoch,
         "best_epoch": best_epoch,
         "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 3) if epoch_seconds else None,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -282,19 +315,20 @@ def train_and_test(
 
 
 def _time_training_epochs(trainer):
-    """Seconds of each training epoch of ``trainer.fit``, validation excluded.
+    """Seconds and 0-based index of each training epoch of ``trainer.fit``, validation excluded.
 
     RecBole's ``fit`` times its epochs only for the log line, so the trainer's epoch method is
-    wrapped on this instance; the list fills as ``fit`` runs.
+    wrapped on this instance; the lists fill as ``fit`` runs.
     """
-    seconds = []
+    seconds, indices = [], []
     train_epoch = trainer._train_epoch
 
-    def timed_train_epoch(*args, **kwargs):
+    def timed_train_epoch(train_data, epoch_idx, *args, **kwargs):
         start = time.perf_counter()
-        loss = train_epoch(*args, **kwargs)
+        loss = train_epoch(train_data, epoch_idx, *args, **kwargs)
         seconds.append(time.perf_counter() - start)
+        indices.append(epoch_idx)
         return loss
 
     trainer._train_epoch = timed_train_epoch
-    return seconds
+    return seconds, indices

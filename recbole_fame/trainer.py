@@ -7,9 +7,10 @@ negative sampling from numpy's, the shuffling of the training batches from the t
 ``torch.Generator``), and the best validation result is not stored, so a resumed ``fit`` that never
 improves again returns ``None`` for it. :func:`resumable` adds to every checkpoint:
 
-- ``rng_state``: Python's, numpy's and torch's generators (CUDA's too when present) and the train
-  loader's, captured at save time, i.e. between two epochs, and restored when the resumed ``fit``
-  starts, so the epochs after the checkpoint draw the same numbers as in the uninterrupted run;
+- ``rng_state``: Python's, numpy's and torch's generators (and the CUDA device's, when training on
+  one) and the train loader's, captured at save time, i.e. between two epochs, and restored when
+  the resumed ``fit`` starts, so the epochs after the checkpoint draw the same numbers as in the
+  uninterrupted run;
 - ``best_valid_result``: the validation result of the epoch saved;
 - ``next_stage``: the config of the stage that follows (FAME's, in the SASRec stage of FAME's
   two-stage run), so resuming that stage also runs the next one.
@@ -20,7 +21,6 @@ retrains the epochs after it (fewer than ``stopping_step`` + 1 in a run stopped 
 makes the result identical to the uninterrupted run's.
 """
 
-import os
 import random
 from logging import getLogger
 
@@ -29,36 +29,47 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from recbole_fame.compat import wait_for_checkpoint
+from recbole_fame.files import replacing
 
-def capture_rng_state(train_data=None):
-    """Every random generator training draws from; ``train_data``'s shuffling generator too."""
+
+def capture_rng_state(train_data=None, device=None):
+    """Every random generator training draws from; ``train_data``'s shuffling generator too.
+
+    On a CUDA ``device`` (the config's) its generator is included; only that one: training draws
+    from no other GPU, and asking every visible GPU for its state would initialise CUDA on all.
+    """
     state = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if _is_cuda(device):
+        state["cuda"] = torch.cuda.get_rng_state(device)
     if train_data is not None and getattr(train_data, "generator", None) is not None:
         state["train_data"] = train_data.generator.get_state()
     return state
 
 
-def restore_rng_state(state, train_data=None):
-    """Put back what :func:`capture_rng_state` captured (CUDA's only on a machine with as many GPUs)."""
+def restore_rng_state(state, train_data=None, device=None):
+    """Put back what :func:`capture_rng_state` captured; the CUDA state into ``device``'s generator."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    if isinstance(cuda, torch.Tensor) and _is_cuda(device) and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda, device)
     elif cuda is not None:
         getLogger().warning(
-            "The checkpoint's CUDA random state is for another set of GPUs; dropout on GPU will "
-            "not replay the interrupted run exactly"
+            f"The checkpoint's CUDA random state cannot be restored for device {device}; dropout "
+            "will not replay the interrupted run exactly"
         )
     if train_data is not None and "train_data" in state:
         train_data.generator.set_state(state["train_data"])
+
+
+def _is_cuda(device):
+    return device is not None and torch.device(device).type == "cuda"
 
 
 class ResumableTrainerMixin:
@@ -73,7 +84,7 @@ class ResumableTrainerMixin:
         if self._pending_rng_state is not None:
             # Restored here, not in resume_checkpoint: the train loader only arrives now, and
             # nothing between this point and the first epoch draws random numbers.
-            restore_rng_state(self._pending_rng_state, train_data)
+            restore_rng_state(self._pending_rng_state, train_data, self.device)
             self._pending_rng_state = None
         return super().fit(
             train_data,
@@ -91,28 +102,31 @@ class ResumableTrainerMixin:
         return valid_score, valid_result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
+        # Mirrors RecBole 1.2.1's Trainer._save_checkpoint, which builds and writes its state in one
+        # go, so it cannot be extended through super(). Added: the entries of the second half, the
+        # write through a temporary file, and the wait of every rank that compat.py adds to the
+        # method replaced here.
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
-            # What RecBole's trainer writes ...
-            "config": self.config,
-            "epoch": epoch,
-            "cur_step": self.cur_step,
-            "best_valid_score": self.best_valid_score,
-            "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
-            "optimizer": self.optimizer.state_dict(),
-            # ... and what replaying the rest of the run needs.
-            "best_valid_result": self._last_valid_result,
-            "rng_state": capture_rng_state(getattr(self, "_train_data", None)),
-            "next_stage": self.next_stage,
-        }
-        partial_file = saved_model_file + ".partial"
-        torch.save(state, partial_file, pickle_protocol=4)
-        os.replace(partial_file, saved_model_file)
-        if verbose:
-            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+        if self.config["single_spec"] or self.config["local_rank"] == 0:  # rank 0 writes
+            state = {
+                # What RecBole's trainer writes ...
+                "config": self.config,
+                "epoch": epoch,
+                "cur_step": self.cur_step,
+                "best_valid_score": self.best_valid_score,
+                "state_dict": self.model.state_dict(),
+                "other_parameter": self.model.other_parameter(),
+                "optimizer": self.optimizer.state_dict(),
+                # ... and what replaying the rest of the run needs.
+                "best_valid_result": self._last_valid_result,
+                "rng_state": capture_rng_state(getattr(self, "_train_data", None), self.device),
+                "next_stage": self.next_stage,
+            }
+            with replacing(saved_model_file) as tmp:
+                torch.save(state, tmp, pickle_protocol=4)
+            if verbose:
+                self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+        wait_for_checkpoint(self.config)
 
     def resume_checkpoint(self, resume_file):
         checkpoint = super().resume_checkpoint(resume_file)  # compat.py: torch >= 2.6 safe

@@ -39,7 +39,6 @@ def tiny_config(tiny_data, tmp_path):
         "epochs": 2,
         "show_progress": False,
         "state": "WARNING",
-        "use_gpu": False,
     }
 
 

@@ -1,5 +1,6 @@
 """Tiny datasets, models and checkpoints for the tests."""
 
+import importlib.util
 import os
 import random
 
@@ -39,6 +40,14 @@ def first_batch(data):
     batch = next(iter(data))
     return batch[0] if isinstance(batch, tuple) else batch
 
+
+def load_script(name):
+    """A command-line script of the repository (``run_fame.py``, ...) as a module, not run."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), name)
+    spec = importlib.util.spec_from_file_location(os.path.splitext(name)[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_tiny_dataset(folder, name="tiny", n_users=40, n_items=30, seed=0):

@@ -13,11 +13,13 @@ import torch
 from recbole.model.sequential_recommender import SASRec
 from recbole.utils import get_trainer
 
-from recbole_fame import Config
+from recbole_fame import Config, load_data_and_model
 from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.quick_start import run
+from recbole_fame.checkpoint import load_checkpoint
+from recbole_fame.quick_start import resume, run
+from recbole_fame.trainer import resumable
 
-from helpers import make_config, make_data
+from helpers import load_script, make_config, make_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
@@ -37,7 +39,7 @@ def assert_in_sync(result):
     assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
 
 
-def test_two_processes_train_both_fame_stages_in_sync_and_save_once(tiny_config, tmp_path):
+def test_two_processes_train_both_fame_stages_in_sync_and_save_once(tiny_config, tmp_path, caplog):
     saved = tmp_path / "saved"
     result = run(
         model="FAME",
@@ -70,6 +72,22 @@ def test_two_processes_train_both_fame_stages_in_sync_and_save_once(tiny_config,
     assert f"Stage 2/2: FAME fine-tuned from {saved / files[2]}" in log_text
     assert log_text.count("test result") == 2
 
+    # The checkpoints reload and resume in this process, which joined no process group.
+    config, model, _, _, _, _ = load_data_and_model(result["model_file"])
+    assert config["single_spec"] is True and config["local_rank"] == 0
+    assert [key for key in ("world_size", "nproc", "offset", "ip", "port") if key in config] == []
+    saved_state = load_checkpoint(result["model_file"])["state_dict"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved_state[key]), key
+    # Stage 1's checkpoint: SASRec goes on, then FAME's stage (stored beside it) runs too.
+    resumed = resume(result["pretrain_result"]["model_file"])
+    assert "was written by a multi-process run; it resumes in this one process" in caplog.text
+    assert resumed["pretrain_result"]["model_file"] == result["pretrain_result"]["model_file"]
+    assert "rank_checksums" not in resumed and "rank_checksums" not in resumed["pretrain_result"]
+    for stage in (resumed, resumed["pretrain_result"]):
+        assert sorted(stage["test_result"]) == sorted(METRICS)
+        assert all(0.0 <= v <= 1.0 for v in stage["test_result"].values())
+
 
 def test_run_fame_passes_the_launcher_options(monkeypatch):
     spec = importlib.util.spec_from_file_location("run_fame", os.path.join(REPO, "run_fame.py"))
@@ -100,6 +118,22 @@ def test_run_fame_passes_the_launcher_options(monkeypatch):
 def test_bad_process_counts_are_named_before_anything_starts(tiny_config, kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run(model="SASRec", dataset="tiny", config_dict=tiny_config, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--nproc=0"], "error: nproc must be at least 1, got 0"),
+        (["--nproc=2", "--world_size=3", "--group_offset=2"],
+         "error: ranks 2..3 (group_offset=2, nproc=2) do not fit in world_size=3"),
+    ],
+)
+def test_run_fame_names_bad_process_counts_without_a_traceback(monkeypatch, args, message):
+    run_fame = load_script("run_fame.py")
+    monkeypatch.setattr(sys, "argv", ["run_fame.py", "--dataset=nope", *args])
+    with pytest.raises(SystemExit) as excinfo:
+        run_fame.main()
+    assert excinfo.value.code == message
 
 
 def test_local_rank_without_the_launcher_keys_is_named(tiny_config):
@@ -147,3 +181,19 @@ def test_length_bucketing_keeps_recboles_distributed_samplers(tiny_config, caplo
     config["single_spec"] = False  # what a rank's config says (no process group needed here)
     assert bucket_dataloaders(config, *loaders) == loaders
     assert "SASRec keeps RecBole's batches" in caplog.text
+
+
+def test_every_rank_waits_after_each_save_of_the_pipeline_trainer(tiny_config, monkeypatch):
+    """Rank 0 writes the checkpoint, and no rank goes on (to reload it) before it is written."""
+    config = make_config("SASRec", tiny_config)
+    _, train_data, _, _ = make_data(config)
+    trainer_class = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))
+    trainer = trainer_class(config, SASRec(config, train_data._dataset))
+    waits = []
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *args, **kwargs: waits.append(config["local_rank"]))
+    config["single_spec"] = False  # a rank's config, from here on (the barrier needs no group now)
+    for rank in (1, 0):
+        config["local_rank"] = rank
+        trainer._save_checkpoint(0, verbose=False)
+        assert os.path.isfile(trainer.saved_model_file) == (rank == 0)
+    assert waits == [1, 0]

@@ -11,6 +11,7 @@ import pytest
 import torch
 from recbole.data import create_dataset
 
+import recbole_fame.inference
 from recbole_fame import load_data_and_model, recommend
 from recbole_fame.explain import (
     explain_user,
@@ -117,6 +118,20 @@ def test_explanation_text_and_plot(trained_fame, tmp_path):
         plot_explanation(explanation, str(tmp_path / "nowhere" / "user.png"))
 
 
+def test_one_forward_pass_per_batch(trained_fame):
+    _, (_, model, dataset, _, _, test_data) = trained_fame
+    passes = []
+    facets = model._facets
+    model._facets = lambda *args: passes.append(len(args[0])) or facets(*args)
+    try:
+        explain_user(model, dataset, test_data, "u5", k=K)
+        assert passes == [1]
+        summarize(model, dataset, test_data, k=K)  # the 40 test users fit in one batch
+        assert passes == [1, 40]
+    finally:
+        del model._facets
+
+
 def test_explain_user_outside_the_test_split(trained_fame):
     _, (config, model, dataset, _, _, test_data) = trained_fame
     # A split without u5: u5's latest sample and that sample's target.
@@ -144,8 +159,11 @@ def test_explain_user_rejects_unknown_users_and_sizes(trained_fame):
     _, (_, model, dataset, _, _, test_data) = trained_fame
     with pytest.raises(ValueError, match="User 'nobody' is not in dataset 'tiny'"):
         explain_user(model, dataset, test_data, "nobody")
-    with pytest.raises(ValueError, match="topk must be an integer from 1 to the 30 items of the catalogue, got 31"):
+    # The check recommend() makes, with the same message.
+    with pytest.raises(ValueError, match="k=31 is larger than the catalogue: the dataset has 30 items"):
         explain_user(model, dataset, test_data, "u5", k=31)
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
+        summarize(model, dataset, test_data, k=0)
 
 
 def test_summary_over_test_users(trained_fame, tmp_path):
@@ -186,6 +204,20 @@ def test_summary_over_test_users(trained_fame, tmp_path):
     assert matplotlib.image.imread(path).shape[1] > 1000
 
 
+def test_plots_leave_the_callers_matplotlib_backend_alone(trained_fame, tmp_path):
+    """A notebook's inline backend must survive a plot: the figures use no pyplot state."""
+    _, (_, model, dataset, _, _, test_data) = trained_fame
+    original = matplotlib.get_backend()
+    matplotlib.use("pdf")  # stands in for a notebook's backend
+    try:
+        plot_explanation(explain_user(model, dataset, test_data, "u5", k=3), str(tmp_path / "u.png"))
+        plot_summary(summarize(model, dataset, test_data, k=3), str(tmp_path / "s.png"))
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(original)
+    assert (tmp_path / "u.png").read_bytes().startswith(b"\x89PNG") and os.path.isfile(tmp_path / "s.png")
+
+
 def test_summary_without_item_metadata_has_no_genre_columns(trained_fame):
     _, (_, model, dataset, _, _, test_data) = trained_fame
     summary = summarize(model, dataset, test_data, k=K)
@@ -201,10 +233,13 @@ def _run_fame(monkeypatch, *args):
 
 def test_explain_cli(trained_fame, tmp_path, monkeypatch, capsys):
     checkpoint = trained_fame[0]["model_file"]
-    _run_fame(monkeypatch, "--explain", f"--checkpoint={checkpoint}", "--user=u5", "--topk=5", "--plot=u5.png")
+    _run_fame(monkeypatch, "--explain", f"--checkpoint={checkpoint}", "--user=u5", "--explain_topk=5", "--plot=u5.png")
     out = capsys.readouterr().out
     assert out.startswith("User u5:") and "Head 2: gate" in out and "Title" in out
     assert "Figure written to u5.png" in out and os.path.getsize(tmp_path / "u5.png") > 10000
+    with pytest.raises(SystemExit) as excinfo:
+        _run_fame(monkeypatch, "--explain-summary", f"--checkpoint={checkpoint}", "--explain_topk=31")
+    assert excinfo.value.code == "error: --explain_topk=31 is larger than the catalogue: the dataset has 30 items"
 
 
 def test_explain_summary_cli_writes_figure_and_table(trained_fame, tmp_path, monkeypatch, capsys):
@@ -214,7 +249,7 @@ def test_explain_summary_cli_writes_figure_and_table(trained_fame, tmp_path, mon
     assert f"folder {tmp_path / 'out'} does not exist" in str(excinfo.value.code)
     os.mkdir(tmp_path / "out")
     capsys.readouterr()
-    _run_fame(monkeypatch, "--explain-summary", f"--checkpoint={checkpoint}", "--plot=out/s.png", "--topk=5")
+    _run_fame(monkeypatch, "--explain-summary", f"--checkpoint={checkpoint}", "--plot=out/s.png", "--explain_topk=5")
     out = capsys.readouterr().out
     table = (tmp_path / "out" / "s.md").read_text()
     assert table in out and "top-5 lists" in table and "top-genre share" in table
@@ -223,8 +258,11 @@ def test_explain_summary_cli_writes_figure_and_table(trained_fame, tmp_path, mon
 
 def test_cli_errors_name_what_is_wrong(tiny_config, tmp_path, monkeypatch, capsys):
     sasrec = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1})["model_file"]
-    with pytest.raises(SystemExit) as excinfo:
-        _run_fame(monkeypatch, "--explain", f"--checkpoint={sasrec}", "--user=u5")
+    # Refused from the checkpoint alone, before its dataset is loaded.
+    with monkeypatch.context() as patch:
+        patch.setattr(recbole_fame.inference, "prepare_data", lambda config: pytest.fail("dataset loaded"))
+        with pytest.raises(SystemExit) as excinfo:
+            _run_fame(monkeypatch, "--explain", f"--checkpoint={sasrec}", "--user=u5")
     assert excinfo.value.code == f"error: Explaining needs a FAME checkpoint; {sasrec} holds a SASRec"
 
     with pytest.raises(SystemExit) as excinfo:
@@ -234,7 +272,9 @@ def test_cli_errors_name_what_is_wrong(tiny_config, tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as excinfo:
         _run_fame(monkeypatch, f"--resume={sasrec}", "--epochs=10")
     assert excinfo.value.code == 2
-    assert "--resume takes every setting from the checkpoint; drop --epochs=10" in capsys.readouterr().err
+    assert "--resume takes every setting from the checkpoint and resumes in one process; drop --epochs=10" in (
+        capsys.readouterr().err
+    )
 
     missing = str(tmp_path / "nope.pth")
     with pytest.raises(SystemExit) as excinfo:

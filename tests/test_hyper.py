@@ -138,6 +138,40 @@ def test_bad_params_files_are_named_with_the_line(tiny_config, tmp_path, text, m
     assert str(excinfo.value).startswith(path) and message in str(excinfo.value)
 
 
+@pytest.fixture
+def constant_scores(monkeypatch):
+    """quick_start.run replaced by a result with the same validation score at every point."""
+    points = []
+
+    def run(model, dataset, config_file_list, point):
+        points.append(point)
+        return {"model": model, "best_valid_score": 0.5, "valid_score_bigger": True,
+                "best_valid_result": {"ndcg@10": 0.5}, "test_result": {"ndcg@10": 0.4},
+                "model_file": f"{model}-{len(points)}.pth", "pretrain_result": None}
+
+    monkeypatch.setattr(quick_start, "run", run)
+    return points
+
+
+def test_random_search_stopped_early_says_so(tiny_config, tmp_path, constant_scores):
+    params = write_params(tmp_path, "learning_rate uniform 0.0001,0.01\n")
+    out = tmp_path / "out"
+    found = hyper_search("SASRec", "tiny", params, config_dict=tiny_config, output_dir=str(out),
+                         algo="random", max_evals=6, early_stop=2)
+    # hyperopt's no_progress_loss counts the first point as one without progress.
+    assert len(found["rows"]) == len(constant_scores) == 2 and found["stopped_early"]
+    assert ("search: random, points run: 2 (max_evals 6, early_stop 2; stopped early, without a better "
+            "validation score)") in (out / "grid.md").read_text()
+    assert json.loads((out / "grid.json").read_text())["stopped_early"] is True
+
+    found = hyper_search("SASRec", "tiny", params, config_dict=tiny_config, output_dir=str(out),
+                         algo="random", max_evals=6, early_stop=0)
+    assert len(found["rows"]) == 6 and not found["stopped_early"]
+    assert "points run: 6 (max_evals 6, early_stop off)\n" in (out / "grid.md").read_text()
+    with pytest.raises(ValueError, match="early_stop must be an integer >= 0 \\(0: never\\), got -1"):
+        hyper_search("SASRec", "tiny", params, config_dict=tiny_config, algo="random", early_stop=-1)
+
+
 def _run_hyper_main(monkeypatch, *args):
     spec = importlib.util.spec_from_file_location("run_hyper", os.path.join(REPO, "run_hyper.py"))
     run_hyper = importlib.util.module_from_spec(spec)

@@ -10,7 +10,10 @@ from recbole.utils import get_trainer
 import recbole_fame
 from recbole_fame import load_data_and_model, recommend
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
-from recbole_fame.quick_start import run
+from recbole_fame.quick_start import run, use_available_device
+from recbole_fame.speedups import FastDropout
+
+from helpers import make_config
 
 
 @pytest.mark.parametrize("model", ["FAME", "SASRec", "GRU4Rec"])
@@ -23,6 +26,8 @@ def test_load_data_and_model_gives_back_the_tested_model(tiny_config, model):
     config, loaded, dataset, train_data, valid_data, test_data = load_data_and_model(result["model_file"])
 
     assert type(loaded).__name__ == model and not loaded.training
+    # Built as it was trained: with fast_layers (the protocol's default), as train_and_test builds it.
+    assert config["fast_layers"] is True and any(type(m) is FastDropout for m in loaded.modules())
     assert config["model"] == model and config["pretrained_path"] is None
     assert isinstance(dataset, Dataset) and dataset.item_num == loaded.n_items == 31
     saved_state = load_checkpoint(result["model_file"])["state_dict"]
@@ -33,6 +38,24 @@ def test_load_data_and_model_gives_back_the_tested_model(tiny_config, model):
     assert trainer.evaluate(test_data, load_best_model=False) == result["test_result"]
     assert trainer.evaluate(valid_data, load_best_model=False) == result["best_valid_result"]
     assert len(train_data._dataset) > len(test_data._dataset) == 40
+
+
+def test_load_data_and_model_without_fast_layers_keeps_recboles_layers(tiny_config):
+    result = run(model="GRU4Rec", dataset="tiny", config_dict={**tiny_config, "fast_layers": False, "epochs": 1})
+    _, loaded, *_ = load_data_and_model(result["model_file"])
+    dropouts = [type(m) for m in loaded.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and set(dropouts) == {torch.nn.Dropout}
+
+
+def test_a_gpu_checkpoints_config_gets_the_cpu_and_nothing_else(tiny_config, monkeypatch):
+    config = make_config("SASRec", tiny_config)
+    config["device"] = torch.device("cuda")  # as saved on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    before = dict(config.final_config_dict)
+    use_available_device(config)
+    after = config.final_config_dict
+    assert [k for k in set(before) | set(after) if before.get(k) != after.get(k)] == ["device"]
+    assert config["device"] == torch.device("cpu")
 
 
 def test_load_data_and_model_names_bad_files(tiny_config, tmp_path):

@@ -15,7 +15,7 @@ from recbole_fame import FAME
 from recbole_fame.checkpoint import load_checkpoint
 from recbole_fame.quick_start import run
 
-from helpers import first_batch, write_tiny_dataset
+from helpers import first_batch, load_script, write_tiny_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
@@ -198,3 +198,16 @@ def test_run_reports_epochs_best_epoch_and_parameters(tiny_config):
     config = make_config("GRU4Rec", tiny_config)
     model = GRU4Rec(config, make_data(config)[1]._dataset)
     assert result["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def test_run_fame_leaves_recboles_topk_to_the_config(tiny_config, monkeypatch):
+    """run_fame.py's own options must not take RecBole's config keys (--topk=[5,10] was refused)."""
+    from recbole_fame import Config
+
+    run_fame = load_script("run_fame.py")
+    topk = []
+    monkeypatch.setattr(run_fame, "run", lambda model, dataset, **kwargs: topk.append(
+        Config(model=model, dataset="tiny", config_dict=tiny_config)["topk"]))
+    monkeypatch.setattr(sys, "argv", ["run_fame.py", "--model=SASRec", "--topk=[5,10]"])
+    run_fame.main()
+    assert topk == [[5, 10]]

@@ -3,6 +3,7 @@
 import glob
 import logging
 import os
+import sys
 
 import pytest
 import torch
@@ -11,8 +12,9 @@ from recbole.trainer import Trainer
 
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
 from recbole_fame.quick_start import resume, run
+from recbole_fame.trainer import capture_rng_state, restore_rng_state, resumable
 
-from helpers import make_config, make_data
+from helpers import load_script, make_config, make_data
 
 
 class Interrupted(Exception):
@@ -45,7 +47,7 @@ def _assert_same_weights(file_a, file_b):
 
 
 def _same_result(resumed, baseline):
-    for key in ("best_valid_score", "best_valid_result", "test_result"):
+    for key in ("best_valid_score", "best_valid_result", "test_result", "best_epoch", "epochs_run"):
         assert resumed[key] == baseline[key], key
     _assert_same_weights(resumed["model_file"], baseline["model_file"])
 
@@ -164,3 +166,62 @@ def test_stock_trainer_resume_checkpoint_reads_torch_2_6_checkpoints(tiny_config
     gru_trainer = Trainer(gru_config, GRU4Rec(gru_config, train_data._dataset))
     with pytest.raises(CheckpointError, match=f"Cannot resume GRU4Rec from {result['model_file']}: it is a checkpoint of 'SASRec'"):
         gru_trainer.resume_checkpoint(result["model_file"])
+
+
+def test_resume_keeps_the_random_state_on_the_cpu_whatever_the_device(tiny_config):
+    """torch.set_rng_state needs a CPU ByteTensor: loading the checkpoint onto the trainer's CUDA
+    device made resuming on a GPU fail. The meta device stands in for a device other than the CPU."""
+    result = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1})
+    saved = load_checkpoint(result["model_file"])
+    config = saved["config"]
+    _, train_data, _, _ = make_data(config)
+    model = SASRec(config, train_data._dataset)
+    trainer = resumable(Trainer)(config, model)
+    trainer.device = torch.device("meta")
+
+    trainer.resume_checkpoint(result["model_file"])
+
+    state = trainer._pending_rng_state
+    assert state["torch"].device.type == "cpu"
+    restore_rng_state(state)
+    assert torch.equal(torch.get_rng_state(), saved["rng_state"]["torch"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved["state_dict"][key]), key
+
+
+def test_only_the_training_devices_cuda_state_is_captured_and_restored(monkeypatch):
+    """No GPU here: torch.cuda is replaced by recorders. A CPU run reads no CUDA state at all."""
+    calls = []
+    fake_state = torch.zeros(16, dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: calls.append("all") or [fake_state] * 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": calls.append(("get", device)) or fake_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": calls.append(("set", device)))
+
+    assert "cuda" not in capture_rng_state(device=torch.device("cpu"))
+    assert calls == []
+
+    device = torch.device("cuda", 1)
+    state = capture_rng_state(device=device)
+    assert state["cuda"] is fake_state and calls == [("get", device)]
+    restore_rng_state(state, device=device)
+    assert calls == [("get", device), ("set", device)]
+
+
+def test_run_fame_resume_refuses_the_options_it_would_ignore(monkeypatch, capsys):
+    run_fame = load_script("run_fame.py")
+    resumed = []
+    monkeypatch.setattr(run_fame, "resume", resumed.append)
+    monkeypatch.setattr(sys, "argv", [
+        "run_fame.py", "--resume=x.pth", "--model=SASRec", "--dataset=ml-100k", "--nproc=2",
+        "--world_size=2", "--ip=10.0.0.1", "--port=5678", "--group_offset=1", "--epochs=3"])
+    with pytest.raises(SystemExit) as excinfo:
+        run_fame.main()
+    assert excinfo.value.code == 2 and resumed == []
+    assert ("--resume takes every setting from the checkpoint and resumes in one process; drop "
+            "--model=SASRec --nproc=2 --world_size=2 --ip=10.0.0.1 --group_offset=1 --epochs=3") in capsys.readouterr().err
+
+    # Options at their defaults change nothing, and are accepted.
+    monkeypatch.setattr(sys, "argv", ["run_fame.py", "--resume=x.pth", "--model=FAME", "--nproc=1"])
+    run_fame.main()
+    assert resumed == ["x.pth"]

@@ -262,14 +262,20 @@ class FAME(SequentialRecommender):
         Returns gate [B, H] and head_scores [B, H, n_items] with
         ``(gate[..., None] * head_scores).sum(1)`` equal to ``full_sort_predict(interaction)``.
         """
-        gate, head_output, _ = self._facets(
+        gate, head_scores, _ = self.facet_analysis(interaction)
+        return gate, head_scores
+
+    def facet_analysis(self, interaction):
+        """What :meth:`facet_scores` and :meth:`expert_weights` return, from one forward pass:
+        gate [B, H], head_scores [B, H, n_items] and expert_weights [B, H, N]."""
+        gate, head_output, expert_weights = self._facets(
             interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         )
         sub_embeddings = self.facet_projection(self.item_embedding.weight).view(
             self.n_items, self.n_heads, self.head_size
         )  # x_v^(h), [n_items, H, d']
         head_scores = torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)  # Eq. 8
-        return gate, head_scores
+        return gate, head_scores, expert_weights
 
     def expert_weights(self, interaction):
         """The router's weights over each head's experts at the predicted position, [B, H, N] (Eq. 16)."""
