@@ -77,7 +77,9 @@ def main():
 
     lines = [f"`{command}`", "",
              f"{args.model} on `{args.dataset}`, {args.epochs} epochs, no early stopping; mean ± sd over seeds "
-             f"{', '.join(map(str, args.seeds))}.", "",
+             f"{', '.join(map(str, args.seeds))}. Seconds are wall clock as these runs went (often several "
+             "at once, one thread each), not a speed measurement: that is `benchmarks/speed.py`'s. The stock "
+             "arm runs with RecBole's anomaly detection off, which changes no number.", "",
              "| pipeline | valid NDCG@10 | test NDCG@10 | test HR@10 | seconds per run | per seed (valid NDCG@10) |",
              "|---|---|---|---|---|---|"]
     for pipeline in args.pipelines:
