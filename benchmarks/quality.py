@@ -15,9 +15,9 @@ import argparse
 import json
 import os
 import statistics
-import sys
 
-from recbole_fame.converters import convert
+from data_args import add_data_args, prepare_data
+from recbole_fame.files import write_json, write_text
 from recbole_fame.quick_start import run
 
 PIPELINES = {
@@ -29,9 +29,7 @@ PIPELINES = {
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--raw", help="a 'user item item ...' file to convert first (Beauty.txt)")
-    parser.add_argument("--data_path", default="dataset_atomic")
+    add_data_args(parser)
     parser.add_argument("--model", default="SASRec")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
@@ -47,10 +45,7 @@ def mean_sd(values):
 
 def main():
     args = parse_args()
-    command = " ".join(["python"] + sys.argv)
-    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
-    if args.raw and not os.path.isfile(os.path.join(args.data_path, args.dataset, f"{args.dataset}.inter")):
-        convert("sequences", args.raw, args.data_path, args.dataset)
+    command = prepare_data(args)
     out = args.out or os.path.join("results", f"quality-{args.dataset}.md")
     store = os.path.splitext(out)[0] + ".json"
     done = json.load(open(store)) if os.path.isfile(store) else {}
@@ -71,9 +66,7 @@ def main():
                 "seconds": result["seconds"],
             }
             os.makedirs(os.path.dirname(store) or ".", exist_ok=True)
-            with open(store + ".tmp", "w") as f:
-                json.dump(done, f, indent=2)
-            os.replace(store + ".tmp", store)
+            write_json(store, done)
 
     lines = [f"`{command}`", "",
              f"{args.model} on `{args.dataset}`, {args.epochs} epochs, no early stopping; mean ± sd over seeds "
@@ -91,8 +84,7 @@ def main():
             + ", ".join("%.4f" % r["valid_ndcg10"] for r in rows) + " |"
         )
     table = "\n".join(lines) + "\n"
-    with open(out, "w") as f:
-        f.write(table)
+    write_text(out, table)
     print(table)
 
 

@@ -23,7 +23,6 @@ import argparse
 import ctypes
 import os
 import statistics
-import sys
 import time
 
 import torch
@@ -31,17 +30,16 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer, init_seed
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from data_args import add_data_args, prepare_data
 from recbole_fame import Config, get_model
 from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.converters import convert
+from recbole_fame.files import write_text
 from recbole_fame.speedups import use_fast_layers
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--raw", help="a 'user item item ...' file to convert first (Beauty.txt)")
-    parser.add_argument("--data_path", default="dataset_atomic")
+    add_data_args(parser)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="batches timed per step measurement")
     parser.add_argument("--n_heads", type=int, default=4)
@@ -111,10 +109,7 @@ def fmt(values, digits=3):
 
 def main():
     args = parse_args()
-    command = " ".join(["python"] + sys.argv)
-    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
-    if args.raw and not os.path.isfile(os.path.join(args.data_path, args.dataset, f"{args.dataset}.inter")):
-        convert("sequences", args.raw, args.data_path, args.dataset)
+    command = prepare_data(args)
     settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
                 "n_heads": args.n_heads, "pretrain": False}
     fame = f"FAME H={args.n_heads} N={args.n_experts}"
@@ -223,8 +218,7 @@ def main():
     table = "\n".join(lines) + "\n"
     out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out, "w") as f:
-        f.write(table)
+    write_text(out, table)
     print(table)
 
 
