@@ -16,8 +16,8 @@
 3. Autograd anomaly detection: importing ``recbole.model.sequential_recommender`` runs
    ``sine.py``, whose module level calls ``torch.autograd.set_detect_anomaly(True)`` for the whole
    process. Every model then records a stack trace per operation and scans every gradient for
-   NaN, which made a SASRec training step on ml-100k 1.4x slower (0.327 s vs 0.229 s per batch of
-   256, measured by profiling one step). It is switched back off once, after that import.
+   NaN; ``benchmarks/speed.py`` times RecBole as shipped (with it) against this project. It is
+   switched back off once, after that import.
 4. Multi-process training on CPUs: a ``local_rank`` in the config makes RecBole's ``Config`` join a
    process group with NCCL on CUDA device ``local_rank``, and its trainer wraps the model in
    ``DistributedDataParallel(device_ids=[local_rank])``: both fail on a machine without GPUs.

@@ -1,13 +1,13 @@
 """Faster layers for RecBole's sequential models (config key ``fast_layers``).
 
-Profiling one SASRec training step on ml-100k (2 layers, hidden 64, batch 256, 2 CPU cores) showed
-the matrix products taking under a third of the time. The rest went to element-wise work (on CPU):
+On CPU, with hidden size 64, much of a SASRec training step is element-wise work rather than
+matrix products (``benchmarks/speed.py`` measures what removing it gains):
 
 - RecBole's ``FeedForward.gelu`` is written as five tensor operations (``x * 0.5 * (1 + erf(x /
   sqrt 2))``), and autograd adds five more for its backward. PyTorch's ``F.gelu`` computes the same
   exact (erf) GELU in one fused kernel each way.
 - ``nn.Dropout`` on CPU draws one double-precision uniform per element from a single-threaded
-  Mersenne twister (``bernoulli_``): 10 ms for a [256, 50, 64] mask. :class:`FastDropout` draws 16
+  Mersenne twister (``bernoulli_``). :class:`FastDropout` draws 16
   random bits per element, four elements per 64-bit draw, from the same torch generator (so
   ``init_seed`` still makes runs repeatable) and keeps an element when its bits clear the threshold,
   so the keep probability is 1 - p rounded to 1/65536.
