@@ -114,7 +114,9 @@ def test_shipped_params_files_hold_the_papers_grids(tiny_config):
         "fame-heads": {"n_heads": heads, "n_experts": [1]},
         "fame-experts": {"n_experts": experts},
     }
-    assert stage_two_keys() == {"n_experts", "final_residual", "expert_init", "pretrain", "pretrained_path"}
+    assert stage_two_keys() == {
+        "n_experts", "final_residual", "expert_init", "facet_projection_init", "pretrain", "pretrained_path"
+    }
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,22 @@ def test_gated_facet_scores_equal_full_sort_predict(tiny_config, final_residual)
     torch.testing.assert_close((gate[..., None] * head_scores).sum(1), full, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("facet_projection_init, scale", [("selector", 0.5), ("scaled_selector", 1.0)])
+def test_facet_projection_init_sets_the_user_vector_scale(tiny_config, facet_projection_init, scale):
+    # With a uniform gate (1/H per head), the user vector is the heads' F^(h) concatenated, times
+    # 1/H for the plain selector and times 1 for H times it.
+    model, _, test_data = build_fame(tiny_config, facet_projection_init=facet_projection_init)
+    model = model.double().eval()
+    with torch.no_grad():
+        model.gate.weight.zero_()
+        model.gate.bias.zero_()
+        batch = first_batch(test_data)
+        _, head_output, _ = model._facets(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+        user_vector = model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+    assert model.n_heads == 2
+    torch.testing.assert_close(user_vector, scale * head_output.flatten(1), rtol=0, atol=1e-12)
+
+
 def test_right_padding_does_not_change_scores(tiny_config):
     model, _, test_data = build_fame(tiny_config, MAX_ITEM_LIST_LENGTH=20)
     model.eval()
@@ -127,6 +143,7 @@ def test_right_padding_does_not_change_scores(tiny_config):
         ({"n_layers": 0}, "'n_layers' must be an integer >= 1, got 0"),
         ({"final_residual": "both"}, "'final_residual' must be one of"),
         ({"expert_init": "zeros"}, "'expert_init' must be one of"),
+        ({"facet_projection_init": "eye"}, "'facet_projection_init' must be one of"),
     ],
 )
 def test_invalid_config_raises(tiny_config, overrides, message):

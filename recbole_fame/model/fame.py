@@ -24,6 +24,7 @@ from recbole_fame.checkpoint import (
 from recbole_fame.model.layers import FINAL_RESIDUALS, FAMEEncoder
 
 EXPERT_INITS = ("pretrained", "random")
+FACET_PROJECTION_INITS = ("selector", "scaled_selector")
 
 
 class FAME(SequentialRecommender):
@@ -50,8 +51,12 @@ class FAME(SequentialRecommender):
       every expert attends as SASRec did and the noise breaks their symmetry; ``'random'`` draws
       them as any new weight. Without a checkpoint both are random.
     - Attention dropout (``attn_dropout_prob``) applies to every expert's attention distribution.
-    - ``W_f^(h)`` starts as the selector of head h's d' coordinates (the sub-space the head already
-      used in SASRec); the router, gate and FFN' start as RecBole initialises new layers.
+    - ``facet_projection_init``: ``W_f^(h)`` starts as the selector of head h's d' coordinates (the
+      sub-space the head already used in SASRec), ``'selector'`` (default), or as H times it,
+      ``'scaled_selector'``: the gate starts near uniform (1/H per head), so with the plain selector
+      the user vector starts at 1/H of the scale of SASRec's output, which divides every logit the
+      trained item embeddings produce by H; H times the selector starts at SASRec's scale.
+      The router, gate and FFN' start as RecBole initialises new layers.
     - FFN' uses ``hidden_act`` like the backbone's feed-forward layers.
 
     ``pretrained_path``: a checkpoint of RecBole's ``SASRec`` on the same dataset (name and item
@@ -77,6 +82,8 @@ class FAME(SequentialRecommender):
         self.loss_type = config["loss_type"]
         self.final_residual = config["final_residual"]
         self.expert_init = config["expert_init"]
+        # Checkpoints saved before this key existed hold no value for it: they used the selector.
+        self.facet_projection_init = config["facet_projection_init"] or "selector"
         self._check_config()
         self.head_size = self.hidden_size // self.n_heads
 
@@ -134,6 +141,11 @@ class FAME(SequentialRecommender):
             raise ValueError(
                 f"FAME: 'expert_init' must be one of {EXPERT_INITS}, got {self.expert_init!r}"
             )
+        if self.facet_projection_init not in FACET_PROJECTION_INITS:
+            raise ValueError(
+                f"FAME: 'facet_projection_init' must be one of {FACET_PROJECTION_INITS}, "
+                f"got {self.facet_projection_init!r}"
+            )
 
     def _init_weights(self, module):
         SASRec._init_weights(self, module)  # the same initialisation as the backbone's SASRec
@@ -145,6 +157,8 @@ class FAME(SequentialRecommender):
     def _init_fame_weights(self):
         self._final_attention.router.data.normal_(mean=0.0, std=self.initializer_range)
         nn.init.eye_(self.facet_projection.weight)
+        if self.facet_projection_init == "scaled_selector":
+            self.facet_projection.weight.data.mul_(self.n_heads)
 
     def _load_pretrained_sasrec(self, path, config):
         checkpoint = load_checkpoint(path, self.device)
