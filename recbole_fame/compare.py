@@ -93,9 +93,28 @@ def parse_overrides(args):
 
 
 def resolve_model(name):
-    """``(model class name, settings)`` for a name in ``--models``; ValueError naming it otherwise."""
+    """``(model class name, settings)`` for a name in ``--models``; ValueError naming it otherwise.
+
+    ``Model:key=value,key=value`` is that model with those settings (the values as on RecBole's
+    command line), for example ``FAME:learning_rate=0.0003``: its label is the whole name.
+    """
     if name in VARIANTS:
         return VARIANTS[name]
+    if ":" in name:
+        base, _, assignments = name.partition(":")
+        model, settings = resolve_model(base)
+        settings = dict(settings)
+        for assignment in assignments.split(","):
+            key, sep, value = assignment.partition("=")
+            if not key or not sep or not value:
+                raise ValueError(
+                    f"Cannot read '{assignment}' in --models '{name}': a variant is written "
+                    f"Model:key=value,key=value"
+                )
+            if key in CONTROLLED_KEYS:
+                raise ValueError(f"'{key}' in --models '{name}' cannot be set: {CONTROLLED_KEYS[key]}")
+            settings[key] = value
+        return model, settings
     if name in PLUGIN_MODELS:
         return name, {}
     # Only RecBole's sequential models: the protocol (leave-one-out next item) is theirs.

@@ -76,8 +76,10 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
             if line.startswith("| ") and not line.startswith("| model")]
     assert [row[0] for row in rows] == models
     for row in rows:
+        record = _record(out, row[0] + "-seed2020")
         assert row[1] == "1" and all(0.0 <= float(cell) <= 1.0 for cell in row[2:8])
-        assert row[11] == f"{_record(out, row[0] + '-seed2020')['parameters']:,}"
+        assert float(row[8]) == record["best_valid_result"]["ndcg@10"]  # valid NDCG@10
+        assert row[12] == f"{record['parameters']:,}"
     assert "## The paper's Table 2" not in table  # no paper rows for 'tiny'
 
     with open(out / "table.csv", newline="") as f:
@@ -155,6 +157,20 @@ def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, mo
         ("SASRec-stage1", False, None), ("SASRec", True, None), ("FAME-wide", True, "SASRec-stage1")]
     assert jobs[0].config_dict["inner_size"] == 64 and jobs[1].config_dict["inner_size"] == 32
 
+    # Model:key=value,... is a variant labelled by its whole name; stage-2 keys share stage 1.
+    name = "FAME:learning_rate=0.0003,facet_projection_init=scaled_selector"
+    jobs = plan("tiny", ["SASRec", name, "FAME-N1:learning_rate=0.0003"], [1], overrides=settings)
+    assert [(j.label, j.model, j.stage_one) for j in jobs] == [
+        ("SASRec", "SASRec", None), (name, "FAME", "SASRec"),
+        ("FAME-N1:learning_rate=0.0003", "FAME", "SASRec")]
+    assert jobs[1].config_dict["learning_rate"] == "0.0003"
+    assert jobs[1].config_dict["facet_projection_init"] == "scaled_selector"
+    assert jobs[2].config_dict["n_experts"] == 1 and jobs[2].config_dict["learning_rate"] == "0.0003"
+    with pytest.raises(ValueError, match=r"Cannot read 'lr' in --models 'FAME:lr': a variant is written"):
+        plan("tiny", ["FAME:lr"], [1], overrides=settings)
+    with pytest.raises(ValueError, match=r"'seed' in --models 'FAME:seed=3' cannot be set: use --seeds"):
+        plan("tiny", ["FAME:seed=3"], [1], overrides=settings)
+
     jobs = plan("tiny", ["FAME"], [1], overrides={**settings, "pretrain": False})
     assert [(j.label, j.stage_one) for j in jobs] == [("FAME", None)]
 
@@ -163,6 +179,7 @@ def _fake_record(model, seed, hit10, ndcg10):
     test = {"hit@5": hit10 / 2, "hit@10": hit10, "hit@20": hit10 * 1.5,
             "ndcg@5": ndcg10 / 2, "ndcg@10": ndcg10, "ndcg@20": ndcg10 * 1.2}
     return {"model": model, "seed": seed, "test_result": test, "best_epoch": seed, "epochs_run": 10,
+            "best_valid_result": {**test, "ndcg@10": ndcg10 + 0.001},
             "seconds_per_epoch": 2.0, "parameters": 1000, "peak_rss_mib": 500.0, "peak_cuda_mib": None,
             "seconds": 30.0, "stage_one_seconds": 20.0 if model == "FAME" else None,
             "model_file": f"{model}-{seed}.pth", "device": "cpu"}
@@ -183,6 +200,7 @@ def test_report_mean_sd_and_the_papers_rows(tmp_path):
     assert fame["mean"]["total_seconds"] == 50  # stage 1 included
     table = (tmp_path / "table.md").read_text()
     assert "| FAME | 2 | 0.0465 ± 0.0035 | 0.0929 ± 0.0069 |" in table
+    assert "| 0.0514 ± 0.0042 | 2.00 ± 0.00 |" in table  # valid NDCG@10 (test + 0.001), then s/epoch
     assert "## The paper's Table 2 (Beauty)" in table
     assert "| SASRec (paper) | 0.0508 | 0.0761 | 0.1057 | 0.0318 | 0.0400 | 0.0474 |" in table
     assert "| GRU4Rec (paper)" not in table  # only the models compared
