@@ -28,7 +28,7 @@ from recbole_fame.facet_pretrain import (
     uses_text_pretraining,
 )
 from recbole_fame.files import write_json
-from recbole_fame.speedups import use_fast_layers
+from recbole_fame.speedups import keep_freed_memory, use_fast_layers
 from recbole_fame.trainer import resumable
 
 # What FAME shares with the SASRec it is built from.
@@ -221,6 +221,8 @@ def build_model(config, dataset, load_pretrained=True):
             init_item_embeddings(model, config, dataset)
     if config["fast_layers"]:
         use_fast_layers(model)
+    if config["keep_freed_memory"] and config["device"].type == "cpu":
+        keep_freed_memory()
     return model
 
 

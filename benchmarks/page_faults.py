@@ -1,0 +1,70 @@
+"""Minor page faults per training step, SASRec against FAME, on length-bucketed batches.
+
+    python benchmarks/page_faults.py --dataset=beauty --max_width=8            # short histories
+    python benchmarks/page_faults.py --dataset=beauty --max_width=8 --mallopt  # glibc keeps freed memory
+
+A lead for the speed issue, not a timing: on CPU a step that allocates a fresh [batch, n_items]
+buffer for the cross-entropy's gradient and gets it from the kernel page by page pays one fault per
+4 KiB page (and the kernel's zeroing of it). Fault counts do not depend on what else runs on the
+machine, unlike times. ``--mallopt`` sets glibc's M_MMAP_THRESHOLD to 32 MiB and M_TRIM_THRESHOLD
+to 1 GiB first, so that freed buffers stay in the process's heap.
+"""
+
+import argparse
+import ctypes
+import resource
+import sys
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_trainer, init_seed
+
+from recbole_fame import Config, get_model
+from recbole_fame.bucketing import bucket_dataloaders
+from recbole_fame.speedups import use_fast_layers
+
+
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--max_width", type=int, default=8, help="only batches trimmed to at most this")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--mallopt", action="store_true")
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]
+    if args.mallopt:
+        libc = ctypes.CDLL("libc.so.6")
+        assert libc.mallopt(-3, 32 * 2**20) == 1 and libc.mallopt(-1, 2**30) == 1
+    settings = {"show_progress": False, "state": "WARNING", "pretrain": False, "length_bucketing": True}
+    config = Config(model="SASRec", dataset=args.dataset, config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    train = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))[0]
+    batches = [b for b in train if b[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]].shape[1] <= args.max_width]
+    batches = batches[: args.steps + 5]
+    for name, extra in (("SASRec", {}), ("FAME", {"n_heads": 4, "n_experts": 8})):
+        model_config = Config(model=name, dataset=args.dataset, config_dict={**settings, **extra})
+        init_seed(model_config["seed"], model_config["reproducibility"])
+        model = get_model(name)(model_config, train._dataset)
+        use_fast_layers(model)
+        trainer = get_trainer(model_config["MODEL_TYPE"], name)(model_config, model)
+
+        def step(batch):
+            trainer.optimizer.zero_grad()
+            trainer.model.calculate_loss(batch).backward()
+            trainer.optimizer.step()
+
+        for batch in batches[:5]:  # warm-up
+            step(batch)
+        before = minor_faults()
+        for batch in batches[5:]:
+            step(batch)
+        per_step = (minor_faults() - before) / len(batches[5:])
+        print(f"{name}: {per_step:.0f} minor page faults per step "
+              f"({len(batches[5:])} batches of width <= {args.max_width}, mallopt={args.mallopt})")
+
+
+if __name__ == "__main__":
+    main()
