@@ -30,7 +30,8 @@ def main():
     parser.add_argument("--dataset", "-d", required=True, help="dataset name (ml-100k, beauty, ...)")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
-                        help="FAME, FAME-N1 (FAME with n_experts=1) or RecBole sequential models")
+                        help="FAME, FAME-N1 (FAME with n_experts=1), RecBole sequential models, or variants "
+                             "Model:key=value,key=value (for FAME: stage-2 settings)")
     parser.add_argument("--out", help="output folder (default results/compare-NAME)")
     parser.add_argument("--config_files", default=None,
                         help="space-separated yaml files (also looked up in properties/)")

@@ -6,12 +6,11 @@
 A lead for the speed issue, not a timing: on CPU a step that allocates a fresh [batch, n_items]
 buffer for the cross-entropy's gradient and gets it from the kernel page by page pays one fault per
 4 KiB page (and the kernel's zeroing of it). Fault counts do not depend on what else runs on the
-machine, unlike times. ``--mallopt`` sets glibc's M_MMAP_THRESHOLD to 32 MiB and M_TRIM_THRESHOLD
-to 1 GiB first, so that freed buffers stay in the process's heap.
+machine, unlike times. ``--mallopt`` first applies :func:`recbole_fame.speedups.keep_freed_memory`
+(what the config key ``keep_freed_memory`` does), so that freed buffers stay in the process's heap.
 """
 
 import argparse
-import ctypes
 import resource
 import sys
 
@@ -20,7 +19,7 @@ from recbole.utils import get_trainer, init_seed
 
 from recbole_fame import Config, get_model
 from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.speedups import use_fast_layers
+from recbole_fame.speedups import keep_freed_memory, use_fast_layers
 
 
 def minor_faults():
@@ -35,15 +34,16 @@ def main():
     parser.add_argument("--mallopt", action="store_true")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]
-    if args.mallopt:
-        libc = ctypes.CDLL("libc.so.6")
-        assert libc.mallopt(-3, 32 * 2**20) == 1 and libc.mallopt(-1, 2**30) == 1
+    if args.mallopt and not keep_freed_memory():
+        sys.exit("--mallopt: glibc's mallopt is not available here")
     settings = {"show_progress": False, "state": "WARNING", "pretrain": False, "length_bucketing": True}
     config = Config(model="SASRec", dataset=args.dataset, config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
     train = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))[0]
     batches = [b for b in train if b[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]].shape[1] <= args.max_width]
     batches = batches[: args.steps + 5]
+    if len(batches) <= 5:
+        sys.exit(f"only {len(batches)} training batches of width <= {args.max_width}: raise --max_width")
     for name, extra in (("SASRec", {}), ("FAME", {"n_heads": 4, "n_experts": 8})):
         model_config = Config(model=name, dataset=args.dataset, config_dict={**settings, **extra})
         init_seed(model_config["seed"], model_config["reproducibility"])

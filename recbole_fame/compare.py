@@ -19,6 +19,7 @@ import importlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 import traceback
@@ -50,6 +51,13 @@ CONTROLLED_KEYS = {
     "pretrained_path": "FAME starts from the SASRec run of the same seed",
 }
 
+# What a variant (Model:key=value) may not set: it would change the protocol of its row alone
+# (the tables assume one protocol and validation by NDCG@10), or, for FAME, stage 1 (the text
+# pre-training initialises the SASRec that FAME is fine-tuned from, not FAME itself).
+VARIANT_REFUSED_KEYS = ("topk", "metrics", "valid_metric", "eval_args", "data_path", "load_col",
+                        "benchmark_filename", "user_inter_num_interval", "item_inter_num_interval")
+VARIANT_REFUSED_PREFIXES = ("text_",)
+
 # What the tables report (compare_report.METRICS): other topk or metrics may add to it.
 REPORTED_TOPK = (5, 10, 20)
 REPORTED_METRICS = ("Hit", "NDCG")
@@ -76,7 +84,12 @@ class Job:
 
     @property
     def name(self):
-        return f"{self.label}-seed{self.seed}"
+        """File and folder name of the run: a variant's ':', ',' or '/' become '_', plus a hash
+        of the label so that two variants never share a name."""
+        safe = re.sub(r"[^A-Za-z0-9._=-]", "_", self.label)
+        if safe != self.label:
+            safe += "-" + hashlib.sha256(self.label.encode()).hexdigest()[:8]
+        return f"{safe}-seed{self.seed}"
 
 
 def parse_overrides(args):
@@ -96,23 +109,35 @@ def resolve_model(name):
     """``(model class name, settings)`` for a name in ``--models``; ValueError naming it otherwise.
 
     ``Model:key=value,key=value`` is that model with those settings (the values as on RecBole's
-    command line), for example ``FAME:learning_rate=0.0003``: its label is the whole name.
+    command line), for example ``FAME:learning_rate=0.0003``: its label is the whole name. For
+    FAME they are stage 2's settings: stage 1 stays the seed's SASRec baseline unless a backbone
+    key changes (then a SASRec with that backbone, as for any FAME), so a variant compares
+    fine-tuning choices from the same SASRec. Keys of the protocol and of the text pre-training
+    are refused (VARIANT_REFUSED_KEYS).
     """
     if name in VARIANTS:
         return VARIANTS[name]
     if ":" in name:
         base, _, assignments = name.partition(":")
         model, settings = resolve_model(base)
-        settings = dict(settings)
+        settings, seen = dict(settings), set()
         for assignment in assignments.split(","):
             key, sep, value = assignment.partition("=")
             if not key or not sep or not value:
                 raise ValueError(
                     f"Cannot read '{assignment}' in --models '{name}': a variant is written "
-                    f"Model:key=value,key=value"
+                    f"Model:key=value,key=value (values without commas)"
                 )
             if key in CONTROLLED_KEYS:
                 raise ValueError(f"'{key}' in --models '{name}' cannot be set: {CONTROLLED_KEYS[key]}")
+            if key in VARIANT_REFUSED_KEYS or key.startswith(VARIANT_REFUSED_PREFIXES):
+                raise ValueError(
+                    f"'{key}' in --models '{name}' cannot be set for one variant: it would change "
+                    f"the protocol or FAME's stage 1; give it to the whole comparison as --{key}=..."
+                )
+            if key in seen:
+                raise ValueError(f"'{key}' is given twice in --models '{name}'")
+            seen.add(key)
             settings[key] = value
         return model, settings
     if name in PLUGIN_MODELS:
@@ -124,7 +149,8 @@ def resolve_model(name):
         return name, {}
     raise ValueError(
         f"Unknown model '{name}' in --models: the comparison runs FAME, FAME-N1 (FAME with "
-        f"n_experts=1) and RecBole's sequential models such as SASRec, GRU4Rec, CORE"
+        f"n_experts=1), RecBole's sequential models such as SASRec, GRU4Rec, CORE, and variants "
+        f"of them written Model:key=value,key=value"
     )
 
 

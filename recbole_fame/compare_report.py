@@ -27,7 +27,7 @@ def run_row(record):
     """One run as a flat row of COLUMNS."""
     row = {"model": record["model"], "seed": record["seed"]}
     row.update({name: record["test_result"][key] for name, key in METRICS})
-    row[VALID] = record["best_valid_result"].get("ndcg@10")
+    row[VALID] = (record.get("best_valid_result") or {}).get("ndcg@10")
     best = record["best_epoch"]
     row.update(
         seconds_per_epoch=record["seconds_per_epoch"],

@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -157,7 +158,8 @@ def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, mo
         ("SASRec-stage1", False, None), ("SASRec", True, None), ("FAME-wide", True, "SASRec-stage1")]
     assert jobs[0].config_dict["inner_size"] == 64 and jobs[1].config_dict["inner_size"] == 32
 
-    # Model:key=value,... is a variant labelled by its whole name; stage-2 keys share stage 1.
+    # Model:key=value,... is a variant labelled by its whole name; without backbone keys it is
+    # fine-tuned from the seed's SASRec baseline.
     name = "FAME:learning_rate=0.0003,facet_projection_init=scaled_selector"
     jobs = plan("tiny", ["SASRec", name, "FAME-N1:learning_rate=0.0003"], [1], overrides=settings)
     assert [(j.label, j.model, j.stage_one) for j in jobs] == [
@@ -170,6 +172,17 @@ def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, mo
         plan("tiny", ["FAME:lr"], [1], overrides=settings)
     with pytest.raises(ValueError, match=r"'seed' in --models 'FAME:seed=3' cannot be set: use --seeds"):
         plan("tiny", ["FAME:seed=3"], [1], overrides=settings)
+    # Protocol and text pre-training keys would change one row's protocol or FAME's stage 1.
+    for refused in ("FAME:text_pretrain=True", "SASRec:topk=10", "FAME:valid_metric=hit@10"):
+        key = refused.split(":")[1].split("=")[0]
+        with pytest.raises(ValueError, match=rf"'{key}' in --models '{refused}' cannot be set for one variant"):
+            plan("tiny", [refused], [1], overrides=settings)
+    with pytest.raises(ValueError, match=r"'n_experts' is given twice in --models 'FAME:n_experts=2,n_experts=3'"):
+        plan("tiny", ["FAME:n_experts=2,n_experts=3"], [1], overrides=settings)
+    # File names: plain labels as they are, a variant's ':' and ',' replaced, plus a hash of the label.
+    assert jobs[0].name == "SASRec-seed1"
+    assert re.fullmatch(r"FAME_learning_rate=0\.0003_facet_projection_init=scaled_selector-[0-9a-f]{8}-seed1",
+                        jobs[1].name), jobs[1].name
 
     jobs = plan("tiny", ["FAME"], [1], overrides={**settings, "pretrain": False})
     assert [(j.label, j.stage_one) for j in jobs] == [("FAME", None)]

@@ -110,15 +110,17 @@ applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 w = torch.randn(64, 12102)
 def step():  # a cross-entropy-sized [256, n_items] buffer, allocated and freed each time
     torch.log_softmax(torch.randn(256, 64) @ w, -1).sum()
-step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+for _ in range(3):
     step()
-print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or "LD_PRELOAD" in os.environ,
+                    reason="counts glibc malloc's page faults: Linux, no preloaded allocator")
 def test_keep_freed_memory_removes_the_page_faults_of_each_step():
     def faults(mode):
         done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], capture_output=True,
@@ -126,12 +128,14 @@ def test_keep_freed_memory_removes_the_page_faults_of_each_step():
         applied, per_step = done.stdout.split()
         return applied, float(per_step)
 
-    default_applied, default_faults = faults("default")
-    applied, kept_faults = faults("keep")
-    assert default_applied == "None" and applied == "True"
-    # Each [256, 12102] float buffer is ~3,000 pages: faulted in anew by default, kept otherwise.
-    assert default_faults > 2000, default_faults
-    assert kept_faults < default_faults / 4, (kept_faults, default_faults)
+    # glibc's dynamic mmap threshold sometimes settles by itself (about 1 run in 5 here), so the
+    # default is sampled three times; with keep_freed_memory every run is (nearly) fault-free.
+    default = [faults("default") for _ in range(3)]
+    kept = [faults("keep") for _ in range(2)]
+    assert {applied for applied, _ in default} == {"None"} and {applied for applied, _ in kept} == {"True"}
+    # A [256, 12102] float buffer is ~3,000 pages, faulted in anew each step by default.
+    assert max(count for _, count in default) > 2000, default
+    assert all(count < 100 for _, count in kept), kept
 
 
 def test_keep_freed_memory_is_applied_by_the_pipeline_on_cpu_only_when_asked(tiny_config, monkeypatch):
@@ -142,4 +146,7 @@ def test_keep_freed_memory_is_applied_by_the_pipeline_on_cpu_only_when_asked(tin
     for value in (False, True):
         config = make_config("SASRec", tiny_config, keep_freed_memory=value)
         quick_start.build_model(config, make_data(config)[0])
+    assert calls == [True]
+    config["device"] = torch.device("meta")  # not a CPU: left alone even when asked
+    quick_start.build_model(config, make_data(config)[0])
     assert calls == [True]
