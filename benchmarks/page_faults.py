@@ -6,7 +6,7 @@
 A lead for the speed issue, not a timing: on CPU a step that allocates a fresh [batch, n_items]
 buffer for the cross-entropy's gradient and gets it from the kernel page by page pays one fault per
 4 KiB page (and the kernel's zeroing of it). Fault counts do not depend on what else runs on the
-machine, unlike times. ``--mallopt`` first applies :func:`recbole_fame.speedups.keep_freed_memory`
+machine, unlike times, though glibc's own threshold heuristics make them vary from run to run. ``--mallopt`` first applies :func:`recbole_fame.speedups.keep_freed_memory`
 (what the config key ``keep_freed_memory`` does), so that freed buffers stay in the process's heap.
 """
 
@@ -15,11 +15,12 @@ import resource
 import sys
 
 from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_trainer, init_seed
+from recbole.utils import init_seed
 
-from recbole_fame import Config, get_model
+from recbole_fame import Config
 from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.speedups import keep_freed_memory, use_fast_layers
+from recbole_fame.speedups import keep_freed_memory
+from speed import build, train_step
 
 
 def minor_faults():
@@ -45,22 +46,12 @@ def main():
     if len(batches) <= 5:
         sys.exit(f"only {len(batches)} training batches of width <= {args.max_width}: raise --max_width")
     for name, extra in (("SASRec", {}), ("FAME", {"n_heads": 4, "n_experts": 8})):
-        model_config = Config(model=name, dataset=args.dataset, config_dict={**settings, **extra})
-        init_seed(model_config["seed"], model_config["reproducibility"])
-        model = get_model(name)(model_config, train._dataset)
-        use_fast_layers(model)
-        trainer = get_trainer(model_config["MODEL_TYPE"], name)(model_config, model)
-
-        def step(batch):
-            trainer.optimizer.zero_grad()
-            trainer.model.calculate_loss(batch).backward()
-            trainer.optimizer.step()
-
+        trainer = build(name, args.dataset, settings, train, **extra)  # fast_layers as configured
         for batch in batches[:5]:  # warm-up
-            step(batch)
+            train_step(trainer, batch)
         before = minor_faults()
         for batch in batches[5:]:
-            step(batch)
+            train_step(trainer, batch)
         per_step = (minor_faults() - before) / len(batches[5:])
         print(f"{name}: {per_step:.0f} minor page faults per step "
               f"({len(batches[5:])} batches of width <= {args.max_width}, mallopt={args.mallopt})")
