@@ -11,9 +11,11 @@ min-max. Two parts:
    ratios against SASRec under the same layers. ``stock layers`` is RecBole as shipped (with the
    anomaly detection its ``sine.py`` switches on); ``fast layers`` is this project's
    (``recbole_fame.compat`` + ``fast_layers``).
-2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N), in three
-   pipelines: ``stock`` (RecBole's loaders and layers, as shipped), ``fast_layers`` (this
-   project's default) and ``fast_layers + length_bucketing``, with ratios against stock.
+2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N), in four
+   pipelines: ``stock`` (RecBole's loaders and layers, as shipped), ``fast_layers`` only,
+   ``fast_layers + length_groups`` (this project's default: RecBole's batches computed in up to
+   4 length groups, evaluation batches sorted and trimmed) and ``fast_layers + length_bucketing``
+   (batches regrouped by length), with ratios against stock.
 
 Peak memory is read from glibc's ``mallinfo2`` after every operator of the step (a dispatch mode),
 minus the amount in use before the step; it is what the step's tensors add.
@@ -34,6 +36,7 @@ from data_args import add_data_args, prepare_data
 from recbole_fame import Config, get_model
 from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.files import write_text
+from recbole_fame.length_groups import length_grouped
 from recbole_fame.speedups import use_fast_layers
 
 
@@ -100,7 +103,7 @@ def build(model_name, dataset_name, settings, train_data, **overrides):
     model = get_model(model_name)(config, train_data._dataset).to(config["device"])
     if config["fast_layers"]:
         use_fast_layers(model)
-    return get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+    return length_grouped(get_trainer(config["MODEL_TYPE"], model_name), config)(config, model)
 
 
 def fmt(values, digits=3):
@@ -111,19 +114,23 @@ def main():
     args = parse_args()
     command = prepare_data(args)
     settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
-                "n_heads": args.n_heads, "pretrain": False}
+                "n_heads": args.n_heads, "pretrain": False, "length_groups": 1}
     fame = f"FAME H={args.n_heads} N={args.n_experts}"
     fame32 = f"FAME H={args.n_heads} N=32"
     specs = {"SASRec": ("SASRec", {}), fame: ("FAME", {"n_experts": args.n_experts}),
              fame32: ("FAME", {"n_experts": 32})}
 
+    # Pipeline: (fast_layers, length_bucketing, length_groups).
+    pipelines = {"stock": (False, False, 1), "fast_layers": (True, False, 1),
+                 "fast_layers + length_groups": (True, False, 4),
+                 "fast_layers + length_bucketing": (True, True, 1)}
     data = {}
-    for bucketing in (False, True):
+    for fast, bucketing, groups in pipelines.values():
         config = Config(model="SASRec", dataset=args.dataset,
-                        config_dict={**settings, "length_bucketing": bucketing})
+                        config_dict={**settings, "length_bucketing": bucketing, "length_groups": groups})
         init_seed(config["seed"], config["reproducibility"])
-        data[bucketing] = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))
-    train_stock = data[False][0]
+        data[bucketing, groups] = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))
+    train_stock = data[False, 1][0]
     batches = []
     for batch in train_stock:
         batches.append(batch)
@@ -174,19 +181,18 @@ def main():
 
     if not args.skip_epochs:
         # Part 2: whole epochs and full-sort validation, stock pipeline against this project's.
-        pipelines = {"stock": (False, False), "fast_layers": (True, False),
-                     "fast_layers + length_bucketing": (True, True)}
         epochs = {}
         for name in ("SASRec", fame):
             model_name, extra = specs[name]
-            for pipeline, (fast, bucketing) in pipelines.items():
-                epochs[(name, pipeline)] = build(model_name, args.dataset, settings, data[bucketing][0],
-                                                 fast_layers=fast, length_bucketing=bucketing, **extra)
+            for pipeline, (fast, bucketing, groups) in pipelines.items():
+                epochs[(name, pipeline)] = build(model_name, args.dataset, settings, data[bucketing, groups][0],
+                                                 fast_layers=fast, length_bucketing=bucketing,
+                                                 length_groups=groups, **extra)
         times = {key: {"epoch": [], "eval": []} for key in epochs}
         for rep in range(args.reps):
             for (name, pipeline), trainer in epochs.items():
-                fast, bucketing = pipelines[pipeline]
-                train_data, valid_data, _ = data[bucketing]
+                fast, bucketing, groups = pipelines[pipeline]
+                train_data, valid_data, _ = data[bucketing, groups]
                 torch.autograd.set_detect_anomaly(not fast)
                 start = time.perf_counter()
                 trainer._train_epoch(train_data, rep)

@@ -88,21 +88,31 @@ class LengthBucketEvalDataLoader(_LengthBuckets, FullSortEvalDataLoader):
 
 def bucket_dataloaders(config, train_data, valid_data, test_data):
     """The same data, batched by length, when ``length_bucketing`` is on for one of ``TRIMMABLE_MODELS``
-    in a single process with full-sort evaluation; otherwise the loaders unchanged."""
-    if not config["length_bucketing"]:
+    in a single process with full-sort evaluation; otherwise the loaders unchanged.
+
+    With ``length_groups`` > 1 (:mod:`recbole_fame.length_groups`) and bucketing off, the training
+    batches stay RecBole's and only the evaluation loaders are bucketed: that changes no score.
+    """
+    bucket_train = config["length_bucketing"]
+    if not (bucket_train or config["length_groups"] > 1):
         return train_data, valid_data, test_data
     if not (
         config["model"] in TRIMMABLE_MODELS
         and config["single_spec"]
         and isinstance(valid_data, FullSortEvalDataLoader)
     ):
-        getLogger().warning(
-            f"length_bucketing is for {', '.join(TRIMMABLE_MODELS)} in one process with full-sort "
-            f"evaluation; {config['model']} keeps RecBole's batches"
-        )
+        if bucket_train:
+            getLogger().warning(
+                f"length_bucketing is for {', '.join(TRIMMABLE_MODELS)} in one process with full-sort "
+                f"evaluation; {config['model']} keeps RecBole's batches"
+            )
         return train_data, valid_data, test_data
+    if bucket_train:
+        train_data = LengthBucketTrainDataLoader(
+            config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle
+        )
     return (
-        LengthBucketTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle),
+        train_data,
         LengthBucketEvalDataLoader(config, valid_data._dataset, valid_data._sampler, shuffle=False),
         LengthBucketEvalDataLoader(config, test_data._dataset, test_data._sampler, shuffle=False),
     )

@@ -17,6 +17,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
 from recbole_fame.bucketing import bucket_dataloaders
+from recbole_fame.length_groups import length_grouped
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
@@ -269,7 +270,8 @@ def train_and_test(
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = build_model(config, train_data._dataset, load_pretrained=resume_file is None)
     logger.info(model)
-    trainer = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
+    trainer_class = length_grouped(resumable(get_trainer(config["MODEL_TYPE"], config["model"])), config)
+    trainer = trainer_class(config, model)
     trainer.next_stage = next_stage
     # A resumed run's best epoch so far is the one its checkpoint holds.
     best_epoch = None

@@ -76,6 +76,8 @@ def test_bucketed_training_batches_keep_the_per_sample_loss(tiny_config):
 def test_bucketing_is_off_by_default(tiny_config):
     config = make_config("SASRec", tiny_config)
     loaders = make_data(config)[1:]
+    assert bucket_dataloaders(config, *loaders)[0] is loaders[0]  # length_groups: RecBole's batches
+    config = make_config("SASRec", tiny_config, length_groups=1)
     assert bucket_dataloaders(config, *loaders) == loaders
 
 

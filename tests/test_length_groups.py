@@ -1,0 +1,138 @@
+"""Training batches computed in length groups keep the batch's loss and gradients."""
+
+import itertools
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_fame import get_model
+from recbole_fame.bucketing import bucket_dataloaders
+from recbole_fame.length_groups import group_bounds, grouped_loss, length_grouped
+from recbole_fame.trainer import resumable
+from recbole.utils import get_trainer
+
+from helpers import make_config, make_data
+
+
+def _cost(lengths, bounds, group_cost):
+    return sum((end - start) * lengths[end - 1] + group_cost for start, end in zip(bounds[:-1], bounds[1:]))
+
+
+def test_group_bounds_is_the_cheapest_split():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        lengths = np.sort(rng.integers(1, 12, size=int(rng.integers(1, 25))))
+        max_groups, group_cost = int(rng.integers(1, 5)), float(rng.choice([0, 3, 20]))
+        bounds = group_bounds(lengths, max_groups, group_cost)
+        assert bounds[0] == 0 and bounds[-1] == len(lengths) and bounds == sorted(set(bounds))
+        assert len(bounds) - 1 <= max_groups
+        # No group boundary splits equal lengths, and no split is cheaper (exhaustive search).
+        assert all(lengths[b - 1] != lengths[b] for b in bounds[1:-1])
+        cheapest = min(
+            _cost(lengths, [0, *cuts, len(lengths)], group_cost)
+            for k in range(max_groups)
+            for cuts in itertools.combinations(range(1, len(lengths)), k)
+        )
+        assert _cost(lengths, bounds, group_cost) == cheapest
+
+
+def test_group_bounds_examples():
+    short_and_long = np.array([2] * 100 + [50] * 100)
+    assert group_bounds(short_and_long, 4) == [0, 100, 200]
+    assert group_bounds(short_and_long, 1) == [0, 200]
+    assert group_bounds(np.full(256, 7), 4) == [0, 256]
+    # Splitting off 3 long histories saves fewer positions than a group costs.
+    assert group_bounds(np.array([3] * 60 + [9] * 3), 4, group_cost=512) == [0, 63]
+
+
+@pytest.mark.parametrize("model_name", ["FAME", "SASRec", "GRU4Rec", "CORE"])
+def test_grouped_loss_and_gradients_equal_the_whole_batch(tiny_config, model_name):
+    config = make_config(model_name, {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20, "length_groups": 3})
+    _, train_data, _, _ = make_data(config)
+    model = get_model(model_name)(config, train_data._dataset).eval()  # eval: no dropout draws
+    loss_func = grouped_loss(model.calculate_loss, config, group_cost=8)  # tiny batches: split them
+    split_somewhere = False
+    for batch in itertools.islice(train_data, 3):
+        lengths = np.sort(batch[model.ITEM_SEQ_LEN].numpy())
+        split_somewhere |= len(group_bounds(lengths, 3, 8)) > 2
+        model.zero_grad()
+        whole = model.calculate_loss(batch)
+        whole.backward()
+        expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        grouped = loss_func(batch)
+        grouped.backward()
+        torch.testing.assert_close(grouped, whole, rtol=0, atol=1e-5)
+        for name, p in model.named_parameters():
+            if name in expected:
+                torch.testing.assert_close(p.grad, expected[name], rtol=0, atol=1e-5, msg=name)
+    assert split_somewhere, "the tiny batches should be split into groups"
+
+
+def test_grouped_loss_trims_each_group(tiny_config):
+    config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20, "length_groups": 4})
+    _, train_data, _, _ = make_data(config)
+    batch = next(iter(train_data))
+    seen = []
+
+    def recording(part):
+        seen.append((len(part), part["item_id_list"].size(1), int(part["item_length"].max())))
+        return part["item_length"].float().mean()
+
+    loss = grouped_loss(recording, config, group_cost=0)(batch)
+    assert len(seen) > 1
+    assert sum(size for size, _, _ in seen) == len(batch)
+    assert all(width == longest for _, width, longest in seen)
+    assert [longest for _, _, longest in seen] == sorted(longest for _, _, longest in seen)
+    torch.testing.assert_close(loss, batch["item_length"].float().mean())
+
+
+def test_grouped_loss_weights_every_part_of_a_tuple(tiny_config):
+    config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20, "length_groups": 4})
+    batch = next(iter(make_data(config)[1]))
+    loss = grouped_loss(lambda part: (part["item_length"].float().mean(), torch.tensor(1.0)), config, group_cost=0)(batch)
+    torch.testing.assert_close(loss, (batch["item_length"].float().mean(), torch.tensor(1.0)))
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.5, "four", True])
+def test_length_groups_must_be_a_whole_number(tiny_config, value):
+    config = make_config("SASRec", {**tiny_config, "length_groups": value})
+    with pytest.raises(ValueError, match=r"length_groups must be a whole number >= 1 \(1: off\), got"):
+        length_grouped(get_trainer(config["MODEL_TYPE"], "SASRec"), config)
+
+
+def test_length_groups_off_and_for_other_models(tiny_config, caplog):
+    trainer_class = resumable(get_trainer("SEQUENTIAL", "SASRec"))
+    assert length_grouped(trainer_class, make_config("SASRec", tiny_config, length_groups=1)) is trainer_class
+    assert length_grouped(trainer_class, make_config("SASRec", tiny_config)).__name__ == "LengthGroupedResumableTrainer"
+    caser = make_config("Caser", {**tiny_config, "length_groups": 4})
+    with caplog.at_level(logging.WARNING):
+        assert length_grouped(trainer_class, caser) is trainer_class
+    assert "length_groups is for FAME, SASRec, GRU4Rec, CORE; Caser trains on whole batches" in caplog.text
+
+
+def test_length_groups_keep_recboles_training_batches(tiny_config):
+    config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20, "length_groups": 4})
+    loaders = make_data(config)[1:]
+    train, valid, test = bucket_dataloaders(config, *loaders)
+    assert train is loaders[0]
+    assert type(valid).__name__ == type(test).__name__ == "LengthBucketEvalDataLoader"
+
+
+def test_pipeline_with_length_groups(tiny_config, monkeypatch):
+    from recbole_fame import length_groups, quick_start
+
+    calls = []
+    original = length_groups.grouped_loss
+
+    def recording(loss_func, config):
+        calls.append(config["model"])
+        return original(loss_func, config)
+
+    monkeypatch.setattr(length_groups, "grouped_loss", recording)
+    result = quick_start.run(model="FAME", dataset="tiny", config_dict={**tiny_config, "length_groups": 4})
+    assert calls == ["SASRec"] * tiny_config["epochs"] + ["FAME"] * tiny_config["epochs"]
+    assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0
+    assert 0.0 <= result["pretrain_result"]["test_result"]["hit@10"] <= 1.0
