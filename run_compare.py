@@ -5,6 +5,8 @@
 
 Writes <out>/table.md, table.csv, results.json and chart.png (default out: results/compare-NAME).
 Finished runs are kept in <out>/runs/: the same command again resumes where it stopped.
+--report_only writes the tables from the finished runs without training (runs made by several
+processes into the same <out>).
 Every other --key=value is a config key for all models, as in run_fame.py.
 """
 
@@ -37,8 +39,11 @@ def main():
                         help="space-separated yaml files (also looked up in properties/)")
     parser.add_argument("--paper_table", default=None,
                         help="the paper's Table 2 as CSV (default: results/fame_paper_table2.csv)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="train nothing: tables from the runs finished in <out>/runs/")
     args, rest = parser.parse_known_args()
-    command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])
+    # The command the runs come from: without --report_only it trains what is missing.
+    command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv if arg != "--report_only"])
     sys.argv = sys.argv[:1]  # RecBole's Config would read the --key=value arguments a second time
     options = {"paper_table": args.paper_table} if args.paper_table else {}
     try:
@@ -50,6 +55,7 @@ def main():
             config_file_list=args.config_files.split() if args.config_files else None,
             overrides=parse_overrides(rest),
             command=command,
+            report_only=args.report_only,
             **options,
         )
     except (ValueError, FileNotFoundError, CheckpointError, RunFailed) as exc:

@@ -227,11 +227,13 @@ def _config_files_settings(config_file_list):
 
 
 def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, config_file_list=None,
-            overrides=None, command=None, paper_table=PAPER_TABLE):
+            overrides=None, command=None, paper_table=PAPER_TABLE, report_only=False):
     """Run (or resume) the comparison and write its tables and chart under ``out``.
 
-    ``overrides`` are config keys over the yaml files, for every model. Returns the summary dict
-    that ``<out>/results.json`` holds.
+    ``overrides`` are config keys over the yaml files, for every model. ``report_only``: train
+    nothing, write the tables from the runs already finished under ``out`` (for runs made by
+    several processes or machines into the same ``runs/``). Returns the summary dict that
+    ``<out>/results.json`` holds.
     """
     # RecBole's Config turns strings such as "16", "True" or "[5,10]" into values; done once here
     # (its converter uses nothing of the instance) so that every run records the same settings.
@@ -269,6 +271,11 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
             total_runs=sum(job.reported for job in jobs), paper_table=paper_table,
         )
 
+    if report_only:
+        if todo:
+            logger.info(f"--report_only: {len(todo)} unfinished runs left out: "
+                        + ", ".join(job.name for job in todo))
+        todo = []
     for position, job in enumerate(todo, 1):
         logger.info(set_color(f"Run {position}/{len(todo)}: {job.label}, seed {job.seed}", "green")
                     + f" ({len(todo) - position} more after it)")

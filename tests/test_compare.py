@@ -114,6 +114,14 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
         compare("tiny", models=models, seeds=[2020], out=str(out), overrides={**settings, "epochs": 1})
     assert _runs(out) == after
 
+    # report_only: the tables from the finished runs; nothing trains.
+    data = compare("tiny", models=models + ["GRU4Rec"], seeds=[2020, 2021], out=str(out),
+                   overrides=settings, report_only=True)
+    assert _runs(out) == after
+    assert (data["runs_finished"], data["runs_planned"]) == (3, 8)
+    assert [entry["model"] for entry in data["summary"]] == models
+    assert "(3 of 8 runs finished)" in (out / "table.md").read_text()
+
 
 def test_a_failed_run_is_named_and_finished_runs_are_kept(settings, tmp_path):
     out = tmp_path / "cmp"
