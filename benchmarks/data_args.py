@@ -1,6 +1,7 @@
 """What the benchmark scripts share: which dataset to use, converting it from a raw file first."""
 
 import os
+import shlex
 import sys
 
 from recbole_fame.converters import convert
@@ -15,7 +16,7 @@ def add_data_args(parser):
 def prepare_data(args):
     """Returns the command as typed (for the result files), clears the command line that RecBole's
     Config would read as ``--key=value``, and converts ``--raw`` when its atomic file is missing."""
-    command = " ".join(["python"] + sys.argv)
+    command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])
     sys.argv = sys.argv[:1]
     if args.raw and not os.path.isfile(os.path.join(args.data_path, args.dataset, f"{args.dataset}.inter")):
         convert("sequences", args.raw, args.data_path, args.dataset)
