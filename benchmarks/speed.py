@@ -51,7 +51,10 @@ def parse_args():
                         help="full-sort validations timed after each epoch (they are short)")
     parser.add_argument("--skip_epochs", action="store_true", help="only the training-step part")
     parser.add_argument("--out")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.reps < 1 or args.eval_reps < 1 or args.steps < 1:
+        parser.error("--reps, --eval_reps and --steps must be at least 1")
+    return args
 
 
 class _MallinfoPeak(TorchDispatchMode):

@@ -70,12 +70,25 @@ class _LengthBuckets:
 
 
 def trim_sequences(interaction, config):
-    """Cut every ``*_list`` field of ``interaction`` to its longest history, in place."""
+    """Cut every history field (``*_list``, as wide as the item history) of ``interaction`` to its
+    longest history, in place; batches already trimmed are cut further."""
     longest = int(interaction[config["ITEM_LIST_LENGTH_FIELD"]].max())
-    width = config["MAX_ITEM_LIST_LENGTH"]
+    width = interaction[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]].size(1)
+    if longest >= width:
+        return
     for field, value in interaction.interaction.items():
         if field.endswith(config["LIST_SUFFIX"]) and value.dim() >= 2 and value.size(1) == width:
             interaction.interaction[field] = value[:, :longest]
+
+
+def length_groups_setting(config):
+    """The config's ``length_groups``, checked; 1 (off) for configs saved before the key existed."""
+    groups = config["length_groups"]
+    if groups is None:
+        return 1
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"length_groups must be a whole number >= 1 (1: off), got {groups!r}")
+    return groups
 
 
 class LengthBucketTrainDataLoader(_LengthBuckets, TrainDataLoader):
@@ -94,7 +107,7 @@ def bucket_dataloaders(config, train_data, valid_data, test_data):
     batches stay RecBole's and only the evaluation loaders are bucketed: that changes no score.
     """
     bucket_train = config["length_bucketing"]
-    if not (bucket_train or config["length_groups"] > 1):
+    if not (bucket_train or length_groups_setting(config) > 1):
         return train_data, valid_data, test_data
     if not (
         config["model"] in TRIMMABLE_MODELS

@@ -20,7 +20,7 @@ from logging import getLogger
 import numpy as np
 import torch
 
-from recbole_fame.bucketing import TRIMMABLE_MODELS, trim_sequences
+from recbole_fame.bucketing import TRIMMABLE_MODELS, length_groups_setting, trim_sequences
 
 # One more group's fixed cost, in history positions (the per-pass cost of its kernels and of its
 # share of the [batch, n_items] cross-entropy): with it, a handful of long histories is not split
@@ -62,7 +62,7 @@ def grouped_loss(loss_func, config, group_cost=_GROUP_COST):
     which RecBole's sequential models return.
     """
     length_field = config["ITEM_LIST_LENGTH_FIELD"]
-    max_groups = config["length_groups"]
+    max_groups = length_groups_setting(config)
 
     def loss(interaction):
         lengths = interaction[length_field]
@@ -96,14 +96,11 @@ class LengthGroupsMixin:
 
 def length_grouped(trainer_class, config):
     """``trainer_class`` with :class:`LengthGroupsMixin` when ``length_groups`` > 1 for one of
-    ``TRIMMABLE_MODELS``; otherwise unchanged (other models are warned about)."""
-    groups = config["length_groups"]
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"length_groups must be a whole number >= 1 (1: off), got {groups!r}")
-    if groups == 1:
+    ``TRIMMABLE_MODELS``; otherwise unchanged (for other models that is logged)."""
+    if length_groups_setting(config) == 1:
         return trainer_class
-    if config["model"] not in TRIMMABLE_MODELS:
-        getLogger().warning(
+    if config["model"] not in TRIMMABLE_MODELS:  # info: the key is on by default
+        getLogger().info(
             f"length_groups is for {', '.join(TRIMMABLE_MODELS)}; {config['model']} trains on whole batches"
         )
         return trainer_class

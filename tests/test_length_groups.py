@@ -2,6 +2,7 @@
 
 import itertools
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -103,14 +104,47 @@ def test_length_groups_must_be_a_whole_number(tiny_config, value):
         length_grouped(get_trainer(config["MODEL_TYPE"], "SASRec"), config)
 
 
+def test_a_bad_value_is_named_before_anything_trains(tiny_config):
+    from recbole_fame import quick_start
+
+    with pytest.raises(ValueError, match=r"length_groups must be a whole number >= 1 \(1: off\), got 'four'"):
+        quick_start.run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "length_groups": "four"})
+    assert not os.path.exists(tiny_config["checkpoint_dir"])
+
+
 def test_length_groups_off_and_for_other_models(tiny_config, caplog):
     trainer_class = resumable(get_trainer("SEQUENTIAL", "SASRec"))
     assert length_grouped(trainer_class, make_config("SASRec", tiny_config, length_groups=1)) is trainer_class
     assert length_grouped(trainer_class, make_config("SASRec", tiny_config)).__name__ == "LengthGroupedResumableTrainer"
     caser = make_config("Caser", {**tiny_config, "length_groups": 4})
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         assert length_grouped(trainer_class, caser) is trainer_class
     assert "length_groups is for FAME, SASRec, GRU4Rec, CORE; Caser trains on whole batches" in caplog.text
+
+
+def test_configs_saved_before_the_key_existed_are_off(tiny_config):
+    config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20})
+    config["length_groups"] = None  # what a checkpoint's pickled config from before returns
+    loaders = make_data(config)[1:]
+    assert bucket_dataloaders(config, *loaders) == loaders
+    trainer_class = resumable(get_trainer("SEQUENTIAL", "SASRec"))
+    assert length_grouped(trainer_class, config) is trainer_class
+
+
+def test_groups_of_bucketed_batches_are_trimmed_too(tiny_config):
+    config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20, "length_bucketing": True,
+                                    "length_groups": 4, "bucket_pool_batches": 1})
+    train = bucket_dataloaders(config, *make_data(config)[1:])[0]
+    widths = []
+
+    def recording(part):
+        widths.append((part["item_id_list"].size(1), int(part["item_length"].max())))
+        return part["item_length"].float().mean()
+
+    for batch in train:
+        grouped_loss(recording, config, group_cost=0)(batch)
+    assert all(width == longest for width, longest in widths)
+    assert len(set(widths)) > 1
 
 
 def test_length_groups_keep_recboles_training_batches(tiny_config):
