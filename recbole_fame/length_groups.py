@@ -19,6 +19,7 @@ from logging import getLogger
 
 import numpy as np
 import torch
+from recbole.data.interaction import Interaction
 
 from recbole_fame.bucketing import TRIMMABLE_MODELS, length_groups_setting, trim_sequences
 
@@ -68,20 +69,20 @@ def grouped_loss(loss_func, config, group_cost=_GROUP_COST):
         lengths = interaction[length_field]
         order = torch.argsort(lengths, stable=True)
         bounds = group_bounds(lengths[order].cpu().numpy(), max_groups, group_cost)
+        if len(bounds) == 2:  # one group: the batch itself, trimmed
+            groups = [interaction]
+        else:  # reordered once; each group is a slice of it
+            ordered = {field: value[order] for field, value in interaction.interaction.items()}
+            groups = [Interaction({field: value[start:end] for field, value in ordered.items()})
+                      for start, end in zip(bounds[:-1], bounds[1:])]
         total = None
-        for start, end in zip(bounds[:-1], bounds[1:]):
-            part = interaction[order[start:end]]
-            trim_sequences(part, config)
-            weight = (end - start) / len(lengths)
-            losses = loss_func(part)
-            weighted = tuple(p * weight for p in losses) if isinstance(losses, tuple) else losses * weight
-            if total is None:
-                total = weighted
-            elif isinstance(total, tuple):
-                total = tuple(a + b for a, b in zip(total, weighted))
-            else:
-                total = total + weighted
-        return total
+        for group in groups:
+            trim_sequences(group, config)
+            losses = loss_func(group)
+            parts = losses if isinstance(losses, tuple) else (losses,)
+            weighted = [part * (len(group) / len(interaction)) for part in parts]
+            total = weighted if total is None else [a + b for a, b in zip(total, weighted)]
+        return tuple(total) if isinstance(losses, tuple) else total[0]
 
     return loss
 

@@ -17,7 +17,6 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer, init_logger, init_seed, set_color
 
 from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.length_groups import length_grouped
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.config import Config, get_model
 from recbole_fame.data import check_dataset_files
@@ -29,6 +28,7 @@ from recbole_fame.facet_pretrain import (
     uses_text_pretraining,
 )
 from recbole_fame.files import write_json
+from recbole_fame.length_groups import length_grouped
 from recbole_fame.speedups import keep_freed_memory, use_fast_layers
 from recbole_fame.trainer import resumable
 
