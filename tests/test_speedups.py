@@ -150,3 +150,16 @@ def test_keep_freed_memory_is_applied_by_the_pipeline_on_cpu_only_when_asked(tin
     config["device"] = torch.device("meta")  # not a CPU: left alone even when asked
     quick_start.build_model(config, make_data(config)[0])
     assert calls == [True]
+
+
+def test_fast_dropout_output_and_gradient_are_input_times_mask_times_scale():
+    torch.manual_seed(5)
+    dropout = FastDropout(0.3)
+    x = torch.randn(6, 50, 64, requires_grad=True)
+    grad = torch.randn(6, 50, 64)
+    out = dropout(x)
+    out.backward(grad)
+    kept = out != 0
+    scale = 1.0 / (1.0 - 0.3)
+    assert torch.equal(out[kept], x.detach()[kept] * scale)
+    assert torch.equal(x.grad, torch.where(kept, grad * scale, torch.zeros(())))
