@@ -31,6 +31,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import init_logger, set_color
 
+from recbole_fame.bucketing import length_groups_setting
 from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_reports
 from recbole_fame.config import PLUGIN_MODELS, Config, resolve_config_file
 from recbole_fame.data import check_dataset_files
@@ -64,6 +65,10 @@ REPORTED_METRICS = ("Hit", "NDCG")
 
 # Keys that change what a run prints, not what it computes: a rerun may differ in them.
 OUTPUT_KEYS = ("show_progress", "state")
+# Keys with project defaults (properties/overall.yaml) that change how a run trains or how long it
+# takes: every run records their values, so a default changed later cannot mix pipelines in one
+# table (the command line alone would not show it).
+PIPELINE_KEYS = ("fast_layers", "length_groups", "length_bucketing", "keep_freed_memory")
 
 
 class RunFailed(RuntimeError):
@@ -198,8 +203,22 @@ def plan(dataset, models, seeds, config_file_list=None, overrides=None):
             "model": job.model,
             "config_files": files,
             "config_dict": {k: v for k, v in job.config_dict.items() if k not in OUTPUT_KEYS},
+            "pipeline": pipeline_settings(Config(model=job.model, dataset=dataset,
+                                                 config_file_list=config_file_list,
+                                                 config_dict=dict(job.config_dict))),
         }
     return jobs
+
+
+def pipeline_settings(config):
+    """The values of ``PIPELINE_KEYS`` a run trains with; configs saved before a key existed ran
+    with it off."""
+    return {
+        "fast_layers": bool(config["fast_layers"]),
+        "length_groups": length_groups_setting(config),
+        "length_bucketing": bool(config["length_bucketing"]),
+        "keep_freed_memory": bool(config["keep_freed_memory"]),
+    }
 
 
 def _stage_one_job(fame_job, common, dataset, config_file_list):
@@ -346,6 +365,13 @@ def _load_record(runs_dir, job):
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"Cannot read the finished run {path} ({exc}): move it away to rerun it")
     wanted = json.loads(json.dumps(job.settings))
+    if "pipeline" not in stored:
+        raise ValueError(
+            f"{path} does not record its pipeline ({', '.join(PIPELINE_KEYS)}): it was run before "
+            f"runs recorded them, so it cannot be told apart from a run under other defaults. "
+            f"Move it away to rerun {job.label} with seed {job.seed}, or add them under "
+            f"settings.pipeline as that run's log shows them"
+        )
     if stored != wanted:
         differences = _differences(stored, wanted)
         raise ValueError(

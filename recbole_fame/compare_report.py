@@ -91,7 +91,8 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
         "runs_planned": total_runs if total_runs is not None else len(records),
         "summary": summary,
         "runs": [{**row, "model_file": record["model_file"], "device": record["device"],
-                  "stage_one_seconds": record.get("stage_one_seconds")}
+                  "stage_one_seconds": record.get("stage_one_seconds"),
+                  "pipeline": record.get("settings", {}).get("pipeline")}
                  for row, record in zip(rows, records)],
         "paper": None if paper is None else {"dataset": paper[0], "table2": {
             model: values for model, values in paper[1].items() if model in models}},
@@ -127,6 +128,20 @@ def _cell(entry, column, digits):
     return _number(mean, digits) if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
+def _pipeline_line(runs):
+    """The training pipeline (``compare.PIPELINE_KEYS``) of the runs, one line per distinct one."""
+    pipelines = {}
+    for run in runs:
+        pipeline = run["pipeline"]
+        text = ("not recorded" if pipeline is None
+                else ", ".join(f"`{key}={value}`" for key, value in pipeline.items()))
+        pipelines.setdefault(text, []).append(f"{run['model']} seed {run['seed']}")
+    if len(pipelines) <= 1:
+        return f"Pipeline: {next(iter(pipelines), 'no runs')}."
+    return "Pipelines differ between runs: " + "; ".join(
+        f"{text} ({', '.join(names)})" for text, names in pipelines.items()) + "."
+
+
 def _markdown(data, paper):
     seeds, summary = data["seeds"], data["summary"]
     lines = [
@@ -138,6 +153,8 @@ def _markdown(data, paper):
         f"({data['runs_finished']} of {data['runs_planned']} runs finished). Every model ran through "
         "`recbole_fame.quick_start` with the same protocol (`properties/overall.yaml`: leave-one-out, "
         "ranking against all items, best epoch by validation NDCG@10), settings and seed.",
+        "",
+        _pipeline_line(data["runs"]),
         "",
         "| model | seeds | " + " | ".join(name for name, _ in METRICS)
         + f" | {VALID} | s/epoch | epochs to best | epochs run | parameters | peak memory MiB | wall s |",

@@ -82,6 +82,8 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
         assert float(row[8]) == record["best_valid_result"]["ndcg@10"]  # valid NDCG@10
         assert row[12] == f"{record['parameters']:,}"
     assert "## The paper's Table 2" not in table  # no paper rows for 'tiny'
+    assert ("\nPipeline: `fast_layers=True`, `length_groups=4`, `length_bucketing=False`, "
+            "`keep_freed_memory=False`.\n") in table
 
     with open(out / "table.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
@@ -113,6 +115,26 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
                                          r"\(config_dict.epochs: 2 then, 1 now\)"):
         compare("tiny", models=models, seeds=[2020], out=str(out), overrides={**settings, "epochs": 1})
     assert _runs(out) == after
+
+    # Every run records the pipeline defaults it trained with; a run under other defaults (or
+    # from before they were recorded) is refused, naming the file and the key.
+    path = out / "runs" / "SASRec-seed2020.json"
+    record = _record(out, "SASRec-seed2020")
+    assert record["settings"]["pipeline"] == {
+        "fast_layers": True, "length_groups": 4, "length_bucketing": False, "keep_freed_memory": False}
+    original = path.read_bytes()
+    record["settings"]["pipeline"]["length_groups"] = 1
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
+                                         r"\(pipeline.length_groups: 1 then, 4 now\)"):
+        compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    del record["settings"]["pipeline"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"SASRec-seed2020.json does not record its pipeline "
+                                         r"\(fast_layers, length_groups, length_bucketing, keep_freed_memory\)"):
+        compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    path.write_bytes(original)
+    after = _runs(out)
 
     # report_only: the tables from the finished runs; nothing trains.
     data = compare("tiny", models=models + ["GRU4Rec"], seeds=[2020, 2021], out=str(out),
@@ -237,3 +259,19 @@ def test_run_compare_cli_names_a_bad_model(tmp_path):
          "Foo"], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "error: Unknown model 'Foo' in --models" in done.stderr
+
+
+def test_report_names_runs_whose_pipelines_differ(tmp_path):
+    grouped = {"fast_layers": True, "length_groups": 4, "length_bucketing": False, "keep_freed_memory": False}
+    records = [_fake_record("SASRec", 1, 0.07, 0.04), _fake_record("FAME", 1, 0.08, 0.05),
+               _fake_record("FAME", 2, 0.08, 0.05)]
+    records[0]["settings"] = records[1]["settings"] = {"pipeline": grouped}
+    records[2]["settings"] = {"pipeline": {**grouped, "length_groups": 1}}
+    write_reports(str(tmp_path), "beauty", "cmd", [1, 2], ["SASRec", "FAME"], records)
+    table = (tmp_path / "table.md").read_text()
+    assert ("Pipelines differ between runs: `fast_layers=True`, `length_groups=4`, `length_bucketing=False`, "
+            "`keep_freed_memory=False` (SASRec seed 1, FAME seed 1); `fast_layers=True`, `length_groups=1`, "
+            "`length_bucketing=False`, `keep_freed_memory=False` (FAME seed 2).") in table
+    del records[2]["settings"]
+    write_reports(str(tmp_path), "beauty", "cmd", [1, 2], ["SASRec", "FAME"], records)
+    assert "; not recorded (FAME seed 2)." in (tmp_path / "table.md").read_text()
