@@ -213,12 +213,8 @@ def plan(dataset, models, seeds, config_file_list=None, overrides=None):
 def pipeline_settings(config):
     """The values of ``PIPELINE_KEYS`` a run trains with; configs saved before a key existed ran
     with it off."""
-    return {
-        "fast_layers": bool(config["fast_layers"]),
-        "length_groups": length_groups_setting(config),
-        "length_bucketing": bool(config["length_bucketing"]),
-        "keep_freed_memory": bool(config["keep_freed_memory"]),
-    }
+    return {key: length_groups_setting(config) if key == "length_groups" else bool(config[key])
+            for key in PIPELINE_KEYS}
 
 
 def _stage_one_job(fame_job, common, dataset, config_file_list):

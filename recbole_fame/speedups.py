@@ -60,8 +60,9 @@ class FastDropout(nn.Dropout):
 
 class _MaskAndScale(torch.autograd.Function):
     """``input * keep * scale`` whose backward keeps the bool mask (1 byte per element), not a
-    float scale tensor; ``torch.where`` with two Python scalars, its first form, took 3-6 times as
-    long on CPU as these two multiplications."""
+    float scale tensor. Its first form, ``torch.where(keep, scale, 0.0)`` with Python scalars, was
+    slower on CPU than these two multiplications (a one-off profile; ``benchmarks/speed.py``
+    measures the pipeline as a whole)."""
 
     @staticmethod
     def forward(ctx, input, keep, scale):
