@@ -218,7 +218,8 @@ def _chart(path, dataset, rows, summary):
             axes.plot([x] * len(seeds), seeds, "k.", markersize=4,
                       label="one seed" if i == 0 and metric == "HR@10" else None)
     axes.set_xticks(range(len(summary)))
-    axes.set_xticklabels([entry["model"] for entry in summary])
+    # A variant's settings on a line of their own under its model: long labels would run together.
+    axes.set_xticklabels([entry["model"].replace(":", "\n", 1) for entry in summary], fontsize=8)
     axes.set_xlim(-0.6, len(summary) - 0.4)
     seeds = max((len(entry["seeds"]) for entry in summary), default=0)
     axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != 1 else ''}, bars ± 1 sd",
