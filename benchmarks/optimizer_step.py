@@ -7,7 +7,7 @@ RecBole's trainer builds ``torch.optim.Adam(params, lr, weight_decay)``. On CPU,
 takes its for-loop implementation: a dozen small operations per parameter tensor and step.
 ``foreach=True`` batches them across tensors, ``fused=True`` does each tensor's update in one
 kernel. This measures the three on the parameters of SASRec and FAME as built for ``--dataset``
-(random gradients; the update is the same whatever the gradient's values), interleaved, ``--reps``
+(random gradients; an update's cost does not depend on their values), interleaved, ``--reps``
 times ``--steps`` steps, and writes a markdown table. Nothing here changes the training pipeline.
 """
 
