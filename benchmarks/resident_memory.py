@@ -1,0 +1,82 @@
+"""Resident memory of a training process over epochs, and how much of it glibc merely keeps.
+
+    python benchmarks/resident_memory.py --dataset=ml-100k --length_groups=4 --epochs=2
+    python benchmarks/resident_memory.py --dataset=ml-100k --length_groups=1 --epochs=2
+    python benchmarks/resident_memory.py --dataset=ml-100k --length_groups=4 --epochs=2 --trim_each_epoch
+
+One configuration per process (glibc's allocator state is process-wide): SASRec trained for
+``--epochs`` epochs of RecBole's batches under this project's pipeline, with the resident set
+size read from ``/proc/self/statm`` every ``--every`` steps, the process's peak (``ru_maxrss``)
+after each epoch and after a validation, and finally the resident size after glibc's
+``malloc_trim(0)``, which hands free heap pages back to the kernel: what it removes was memory
+glibc kept, not memory a tensor held. ``--trim_each_epoch`` calls it after every epoch.
+Linux with glibc only.
+"""
+
+import argparse
+import ctypes
+import resource
+import sys
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from data_args import add_data_args, prepare_data
+from recbole_fame import Config
+from recbole_fame.bucketing import bucket_dataloaders
+from recbole_fame.length_groups import grouped_loss
+from speed import build
+
+
+def resident_mib():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_data_args(parser)
+    parser.add_argument("--length_groups", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--every", type=int, default=100, help="steps between two readings")
+    parser.add_argument("--trim_each_epoch", action="store_true")
+    args = parser.parse_args()
+    if not sys.platform.startswith("linux"):
+        sys.exit("resident_memory.py reads /proc and calls glibc: Linux only")
+    command = prepare_data(args)
+    malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
+                "pretrain": False, "length_groups": args.length_groups}
+    config = Config(model="SASRec", dataset=args.dataset, config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, _ = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))
+    trainer = build("SASRec", args.dataset, settings, train)
+    loss_func = grouped_loss(trainer.model.calculate_loss, trainer.config)
+    print(command)
+    print(f"before training: {resident_mib():.0f} MiB resident")
+    for epoch in range(args.epochs):
+        trainer.model.train()
+        readings = []
+        for step, batch in enumerate(train):
+            trainer.optimizer.zero_grad()
+            loss_func(batch).backward()
+            trainer.optimizer.step()
+            if step % args.every == 0:
+                readings.append(f"{resident_mib():.0f}")
+        print(f"epoch {epoch}: resident every {args.every} steps {', '.join(readings)} MiB; "
+              f"end {resident_mib():.0f} MiB, peak so far {peak_mib():.0f} MiB")
+        if args.trim_each_epoch:
+            malloc_trim(0)
+            print(f"epoch {epoch}: after malloc_trim {resident_mib():.0f} MiB")
+    trainer.evaluate(valid, load_best_model=False)
+    print(f"after validation: {resident_mib():.0f} MiB resident, peak {peak_mib():.0f} MiB")
+    malloc_trim(0)
+    print(f"after malloc_trim(0): {resident_mib():.0f} MiB resident")
+
+
+if __name__ == "__main__":
+    main()
