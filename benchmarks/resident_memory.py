@@ -1,8 +1,8 @@
 """Resident memory of a training process over epochs, and how much of it glibc merely keeps.
 
-    python benchmarks/resident_memory.py --dataset=ml-100k --length_groups=4 --epochs=2
-    python benchmarks/resident_memory.py --dataset=ml-100k --length_groups=1 --epochs=2
-    python benchmarks/resident_memory.py --dataset=ml-100k --length_groups=4 --epochs=2 --trim_each_epoch
+    python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=4
+    python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=1
+    python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=4 --trim_each_epoch
 
 One configuration per process (glibc's allocator state is process-wide): SASRec trained for
 ``--epochs`` epochs of RecBole's batches under this project's pipeline, with the resident set
@@ -15,7 +15,6 @@ Linux with glibc only.
 
 import argparse
 import ctypes
-import resource
 import sys
 
 from recbole.data import create_dataset, data_preparation
@@ -29,11 +28,15 @@ from speed import build
 
 
 def resident_mib():
+    import resource  # Linux only, like the whole script
+
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def peak_mib():
+    import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
@@ -62,6 +65,7 @@ def main():
         trainer.model.train()
         readings = []
         for step, batch in enumerate(train):
+            batch = batch.to(trainer.device)
             trainer.optimizer.zero_grad()
             loss_func(batch).backward()
             trainer.optimizer.step()
