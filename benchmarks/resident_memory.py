@@ -5,9 +5,9 @@
     python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=4 --trim_each_epoch
 
 One configuration per process (glibc's allocator state is process-wide): SASRec trained for
-``--epochs`` epochs of RecBole's batches under this project's pipeline, with the resident set
-size read from ``/proc/self/statm`` every ``--every`` steps, the process's peak (``ru_maxrss``)
-after each epoch and after a validation, and finally the resident size after glibc's
+``--epochs`` epochs by this project's trainer (``length_groups`` as given), with the resident set
+size read from ``/proc/self/statm`` and the process's peak (``ru_maxrss``) after each epoch and
+after a validation, and finally the resident size after glibc's
 ``malloc_trim(0)``, which hands free heap pages back to the kernel: what it removes was memory
 glibc kept, not memory a tensor held. ``--trim_each_epoch`` calls it after every epoch.
 Linux with glibc only.
@@ -15,6 +15,7 @@ Linux with glibc only.
 
 import argparse
 import ctypes
+import resource
 import sys
 
 from recbole.data import create_dataset, data_preparation
@@ -23,20 +24,15 @@ from recbole.utils import init_seed
 from data_args import add_data_args, prepare_data
 from recbole_fame import Config
 from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.length_groups import grouped_loss
 from speed import build
 
 
 def resident_mib():
-    import resource  # Linux only, like the whole script
-
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def peak_mib():
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
@@ -44,8 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_data_args(parser)
     parser.add_argument("--length_groups", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--every", type=int, default=100, help="steps between two readings")
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--trim_each_epoch", action="store_true")
     args = parser.parse_args()
     if not sys.platform.startswith("linux"):
@@ -58,21 +53,11 @@ def main():
     init_seed(config["seed"], config["reproducibility"])
     train, valid, _ = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))
     trainer = build("SASRec", args.dataset, settings, train)
-    loss_func = grouped_loss(trainer.model.calculate_loss, trainer.config)
     print(command)
     print(f"before training: {resident_mib():.0f} MiB resident")
     for epoch in range(args.epochs):
-        trainer.model.train()
-        readings = []
-        for step, batch in enumerate(train):
-            batch = batch.to(trainer.device)
-            trainer.optimizer.zero_grad()
-            loss_func(batch).backward()
-            trainer.optimizer.step()
-            if step % args.every == 0:
-                readings.append(f"{resident_mib():.0f}")
-        print(f"epoch {epoch}: resident every {args.every} steps {', '.join(readings)} MiB; "
-              f"end {resident_mib():.0f} MiB, peak so far {peak_mib():.0f} MiB")
+        trainer._train_epoch(train, epoch)
+        print(f"epoch {epoch}: {resident_mib():.0f} MiB resident, peak so far {peak_mib():.0f} MiB")
         if args.trim_each_epoch:
             malloc_trim(0)
             print(f"epoch {epoch}: after malloc_trim {resident_mib():.0f} MiB")
