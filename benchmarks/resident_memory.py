@@ -3,13 +3,16 @@
     python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=4
     python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=1
     python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=4 --trim_each_epoch
+    python benchmarks/resident_memory.py --dataset=ml-100k --epochs=3 --length_groups=4 --keep_freed_memory
 
 One configuration per process (glibc's allocator state is process-wide): SASRec trained for
 ``--epochs`` epochs by this project's trainer (``length_groups`` as given), with the resident set
 size read from ``/proc/self/statm`` and the process's peak (``ru_maxrss``) after each epoch and
 after a validation, and finally the resident size after glibc's
 ``malloc_trim(0)``, which hands free heap pages back to the kernel: what it removes was memory
-glibc kept, not memory a tensor held. ``--trim_each_epoch`` calls it after every epoch.
+glibc kept, not memory a tensor held. ``--trim_each_epoch`` calls it after every epoch;
+``--keep_freed_memory`` applies the config key of that name (glibc's thresholds fixed) first.
+Each epoch's wall time is printed too, since the allocator's behaviour shows in it.
 Linux with glibc only.
 """
 
@@ -17,6 +20,7 @@ import argparse
 import ctypes
 import resource
 import sys
+import time
 
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
@@ -24,6 +28,7 @@ from recbole.utils import init_seed
 from data_args import add_data_args, prepare_data
 from recbole_fame import Config
 from recbole_fame.bucketing import bucket_dataloaders
+from recbole_fame.speedups import keep_freed_memory
 from speed import build
 
 
@@ -42,11 +47,14 @@ def main():
     parser.add_argument("--length_groups", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--trim_each_epoch", action="store_true")
+    parser.add_argument("--keep_freed_memory", action="store_true")
     args = parser.parse_args()
     if not sys.platform.startswith("linux"):
         sys.exit("resident_memory.py reads /proc and calls glibc: Linux only")
     command = prepare_data(args)
     malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    if args.keep_freed_memory and not keep_freed_memory():
+        sys.exit("glibc refused keep_freed_memory's thresholds")
     settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
                 "pretrain": False, "length_groups": args.length_groups}
     config = Config(model="SASRec", dataset=args.dataset, config_dict=settings)
@@ -56,8 +64,11 @@ def main():
     print(command)
     print(f"before training: {resident_mib():.0f} MiB resident")
     for epoch in range(args.epochs):
+        start = time.perf_counter()
         trainer._train_epoch(train, epoch)
-        print(f"epoch {epoch}: {resident_mib():.0f} MiB resident, peak so far {peak_mib():.0f} MiB")
+        seconds = time.perf_counter() - start
+        print(f"epoch {epoch}: {resident_mib():.0f} MiB resident, peak so far {peak_mib():.0f} MiB, "
+              f"{seconds:.1f} s")
         if args.trim_each_epoch:
             malloc_trim(0)
             print(f"epoch {epoch}: after malloc_trim {resident_mib():.0f} MiB")

@@ -2,6 +2,8 @@
 
     python benchmarks/speed.py --dataset=ml-100k --reps=3
     python benchmarks/speed.py --dataset=beauty --raw=../shared/datasets/Beauty.txt --reps=3
+    python benchmarks/speed.py --dataset=ml-100k --reps=5 --pipelines stock length_groups
+    python benchmarks/speed.py --dataset=ml-100k --reps=5 --pipelines stock length_groups --keep_freed_memory
 
 Everything runs in one process, interleaved, ``--reps`` times; the table reports medians with
 min-max. Two parts:
@@ -15,7 +17,13 @@ min-max. Two parts:
    pipelines: ``stock`` (RecBole's loaders and layers, as shipped), ``fast_layers`` only,
    ``fast_layers + length_groups`` (this project's default: RecBole's batches computed in up to
    4 length groups, evaluation batches sorted and trimmed) and ``fast_layers + length_bucketing``
-   (batches regrouped by length), with ratios against stock.
+   (batches regrouped by length), with ratios against stock. ``--pipelines`` picks some of them
+   (``stock`` always runs: every ratio is against it), so that more repetitions of the ones in
+   question fit in a session.
+
+``--keep_freed_memory`` applies the config key of that name before anything runs. glibc's
+thresholds are process-wide, so it then holds for every pipeline, stock included: the ratios
+against stock are what the rest of the pipeline gains on top of it.
 
 Peak memory is read from glibc's ``mallinfo2`` after every operator of the step (a dispatch mode),
 minus the amount in use before the step; it is what the step's tensors add.
@@ -37,7 +45,16 @@ from recbole_fame import Config, get_model
 from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.files import write_text
 from recbole_fame.length_groups import length_grouped
-from recbole_fame.speedups import use_fast_layers
+from recbole_fame.speedups import keep_freed_memory, use_fast_layers
+
+
+# Pipelines of the epoch part: name as printed, (fast_layers, length_bucketing, length_groups).
+PIPELINES = {
+    "stock": ("stock", (False, False, 1)),
+    "fast_layers": ("fast_layers", (True, False, 1)),
+    "length_groups": ("fast_layers + length_groups", (True, False, 4)),
+    "length_bucketing": ("fast_layers + length_bucketing", (True, True, 1)),
+}
 
 
 def parse_args():
@@ -50,6 +67,10 @@ def parse_args():
     parser.add_argument("--eval_reps", type=int, default=3,
                         help="full-sort validations timed after each epoch (they are short)")
     parser.add_argument("--skip_epochs", action="store_true", help="only the training-step part")
+    parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
+                        help="pipelines of the epoch part (stock always runs)")
+    parser.add_argument("--keep_freed_memory", action="store_true",
+                        help="glibc's thresholds fixed for the whole process (every pipeline)")
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.reps < 1 or args.eval_reps < 1 or args.steps < 1:
@@ -118,6 +139,8 @@ def fmt(values, digits=3):
 def main():
     args = parse_args()
     command = prepare_data(args)
+    if args.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit("--keep_freed_memory: glibc's mallopt is not available or refused the thresholds")
     settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
                 "n_heads": args.n_heads, "pretrain": False, "length_groups": 1}
     fame = f"FAME H={args.n_heads} N={args.n_experts}"
@@ -125,10 +148,7 @@ def main():
     specs = {"SASRec": ("SASRec", {}), fame: ("FAME", {"n_experts": args.n_experts}),
              fame32: ("FAME", {"n_experts": 32})}
 
-    # Pipeline: (fast_layers, length_bucketing, length_groups).
-    pipelines = {"stock": (False, False, 1), "fast_layers": (True, False, 1),
-                 "fast_layers + length_groups": (True, False, 4),
-                 "fast_layers + length_bucketing": (True, True, 1)}
+    pipelines = dict(PIPELINES[key] for key in PIPELINES if key == "stock" or key in args.pipelines)
     data = {}
     for fast, bucketing, groups in pipelines.values():
         config = Config(model="SASRec", dataset=args.dataset,
@@ -167,7 +187,8 @@ def main():
         "",
         f"Dataset `{args.dataset}`, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         "batch 256, hidden 64, 2 layers, max length 50, CE loss. Medians (min-max) of "
-        f"{args.reps} interleaved repetitions.",
+        f"{args.reps} interleaved repetitions."
+        + (" `keep_freed_memory` applied to the whole process (stock included)." if args.keep_freed_memory else ""),
         "",
         f"### Training step ({args.steps} batches of RecBole's loader, padded to 50)",
         "",

@@ -69,6 +69,9 @@ OUTPUT_KEYS = ("show_progress", "state")
 # takes: every run records their values, so a default changed later cannot mix pipelines in one
 # table (the command line alone would not show it).
 PIPELINE_KEYS = ("fast_layers", "length_groups", "length_bucketing", "keep_freed_memory")
+# Of those, the ones that change time and memory but no number: a run finished under another
+# value is kept (the table's pipeline line names the runs of each value).
+TIMING_ONLY_KEYS = ("keep_freed_memory",)
 
 
 class RunFailed(RuntimeError):
@@ -368,13 +371,21 @@ def _load_record(runs_dir, job):
             f"Move it away to rerun {job.label} with seed {job.seed}, or add them under "
             f"settings.pipeline as that run's log shows them"
         )
-    if stored != wanted:
-        differences = _differences(stored, wanted)
+    if _results_settings(stored) != _results_settings(wanted):
+        differences = _differences(_results_settings(stored), _results_settings(wanted))
         raise ValueError(
             f"{path} was run with other settings ({'; '.join(differences)}): use another --out, "
             f"or move that file away to rerun {job.label} with seed {job.seed}"
         )
     return record
+
+
+def _results_settings(settings):
+    """``settings`` without the pipeline keys that change no number (``TIMING_ONLY_KEYS``)."""
+    pipeline = settings["pipeline"]
+    if isinstance(pipeline, dict):
+        pipeline = {key: value for key, value in pipeline.items() if key not in TIMING_ONLY_KEYS}
+    return {**settings, "pipeline": pipeline}
 
 
 def _differences(stored, wanted):

@@ -128,6 +128,13 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
                                          r"\(pipeline.length_groups: 1 then, 4 now\)"):
         compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    # keep_freed_memory changes no number: a run finished under the other value is kept as it is.
+    record["settings"]["pipeline"]["length_groups"] = 4
+    record["settings"]["pipeline"]["keep_freed_memory"] = not record["settings"]["pipeline"]["keep_freed_memory"]
+    path.write_text(json.dumps(record))
+    kept = _runs(out)
+    compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    assert _runs(out) == kept
     del record["settings"]["pipeline"]
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"SASRec-seed2020.json does not record its pipeline "
