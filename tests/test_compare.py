@@ -83,7 +83,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
         assert row[12] == f"{record['parameters']:,}"
     assert "## The paper's Table 2" not in table  # no paper rows for 'tiny'
     assert ("\nPipeline: `fast_layers=True`, `length_groups=4`, `length_bucketing=False`, "
-            "`keep_freed_memory=False`.\n") in table
+            "`keep_freed_memory=True`.\n") in table
 
     with open(out / "table.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
@@ -121,7 +121,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     path = out / "runs" / "SASRec-seed2020.json"
     record = _record(out, "SASRec-seed2020")
     assert record["settings"]["pipeline"] == {
-        "fast_layers": True, "length_groups": 4, "length_bucketing": False, "keep_freed_memory": False}
+        "fast_layers": True, "length_groups": 4, "length_bucketing": False, "keep_freed_memory": True}
     original = path.read_bytes()
     record["settings"]["pipeline"]["length_groups"] = 1
     path.write_text(json.dumps(record))
