@@ -194,7 +194,8 @@ def test_run_reports_epochs_best_epoch_and_parameters(tiny_config):
     # The best epoch is the one whose weights the trainer saved.
     assert result["best_epoch"] == load_checkpoint(result["model_file"])["epoch"]
     assert 0 <= result["best_epoch"] <= 2
-    assert 0 < result["seconds_per_epoch"] < result["seconds"] / 3
+    # Training epochs are part of the run's wall time; "seconds" is rounded to 0.1 s.
+    assert 0 < result["seconds_per_epoch"] * 3 <= result["seconds"] + 0.05
     config = make_config("GRU4Rec", tiny_config)
     model = GRU4Rec(config, make_data(config)[1]._dataset)
     assert result["parameters"] == sum(p.numel() for p in model.parameters())
