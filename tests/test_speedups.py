@@ -123,7 +123,8 @@ print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 2
                     reason="counts glibc malloc's page faults: Linux, no preloaded allocator")
 def test_keep_freed_memory_removes_the_page_faults_of_each_step():
     # glibc raises its mmap threshold by itself after a large free, and whether a step's buffer
-    # then stays in the heap varies from run to run (about half the runs here under load). Both
+    # then stays in the heap varies from run to run (under load, all three default samples of the
+    # earlier form of this test had settled in 2 of 4 runs). Both
     # modes start from glibc's initial threshold held fixed (128 KiB, which every process has
     # until that heuristic moves it): each step maps its buffer afresh, unless keep_freed_memory
     # is applied.
