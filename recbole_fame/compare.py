@@ -371,8 +371,9 @@ def _load_record(runs_dir, job):
             f"Move it away to rerun {job.label} with seed {job.seed}, or add them under "
             f"settings.pipeline as that run's log shows them"
         )
-    if _results_settings(stored) != _results_settings(wanted):
-        differences = _differences(_results_settings(stored), _results_settings(wanted))
+    stored, wanted = _results_settings(stored), _results_settings(wanted)
+    if stored != wanted:
+        differences = _differences(stored, wanted)
         raise ValueError(
             f"{path} was run with other settings ({'; '.join(differences)}): use another --out, "
             f"or move that file away to rerun {job.label} with seed {job.seed}"
