@@ -169,3 +169,24 @@ def test_fast_dropout_output_and_gradient_are_input_times_mask_times_scale():
     scale = 1.0 / (1.0 - 0.3)
     assert torch.equal(out[kept], x.detach()[kept] * scale)
     assert torch.equal(x.grad, torch.where(kept, grad * scale, torch.zeros(())))
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_fast_dropout_keeps_its_random_stream_and_its_bits(inplace):
+    """The mask is the documented draw (four 16-bit fields per int64 word of torch's generator),
+    and output and gradient have the bits of ``x * keep * scale`` and ``grad * keep * scale``, the
+    form every committed result was trained with: training runs repeat to the bit."""
+    p, shape = 0.3, (5, 50, 33)  # 1 / 0.7 is not a power of two; 8250 elements, not a multiple of 4
+    x = torch.randn(shape, dtype=torch.float64).float()
+    grad = torch.randn(shape)
+    torch.manual_seed(11)
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+    keep = words.view(torch.int16)[:n].view(shape) >= round(p * 2**16) - 2**15
+    scale = 1.0 / (1.0 - p)
+    torch.manual_seed(11)
+    leaf = x.clone().requires_grad_()
+    out = FastDropout(p, inplace=inplace)(leaf * 1.0 if inplace else leaf)
+    out.backward(grad)
+    assert torch.equal(out.detach(), torch.mul(x, keep).mul_(scale))
+    assert torch.equal(leaf.grad, torch.mul(grad, keep).mul_(scale))
