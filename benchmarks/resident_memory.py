@@ -11,7 +11,9 @@ size read from ``/proc/self/statm`` and the process's peak (``ru_maxrss``) after
 after a validation, and finally the resident size after glibc's
 ``malloc_trim(0)``, which hands free heap pages back to the kernel: what it removes was memory
 glibc kept, not memory a tensor held. ``--trim_each_epoch`` calls it after every epoch;
-``--keep_freed_memory`` applies the config key of that name (glibc's thresholds fixed) first.
+``--keep_freed_memory`` applies the config key of that name (glibc's thresholds fixed) first;
+without it the process keeps glibc's own thresholds (the key's default in
+``properties/overall.yaml`` is on, but this script measures the allocator both ways).
 Each epoch's wall time is printed too, since the allocator's behaviour shows in it.
 Linux with glibc only.
 """

@@ -23,7 +23,10 @@ min-max. Two parts:
 
 ``--keep_freed_memory`` applies the config key of that name before anything runs. glibc's
 thresholds are process-wide, so it then holds for every pipeline, stock included: the ratios
-against stock are what the rest of the pipeline gains on top of it.
+against stock are what the rest of the pipeline gains on top of it. Without the flag every
+pipeline runs under glibc's own thresholds, although the key is on by default in
+``properties/overall.yaml``: stock RecBole does not set them, and one process cannot set them for
+some pipelines only.
 
 Peak memory is read from glibc's ``mallinfo2`` after every operator of the step (a dispatch mode),
 minus the amount in use before the step; it is what the step's tensors add.
