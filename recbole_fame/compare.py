@@ -27,13 +27,15 @@ from dataclasses import dataclass, field
 from logging import getLogger
 from typing import Optional
 
+import yaml
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import init_logger, set_color
 
 from recbole_fame.bucketing import length_groups_setting
 from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_reports
-from recbole_fame.config import PLUGIN_MODELS, Config, resolve_config_file
+from recbole_fame.config import (PLUGIN_MODELS, PROTOCOL_FILE, Config, dataset_settings_file,
+                                 model_defaults_file, resolve_config_file)
 from recbole_fame.data import check_dataset_files
 from recbole_fame.files import write_json
 from recbole_fame.quick_start import BACKBONE_KEYS, run
@@ -201,14 +203,15 @@ def plan(dataset, models, seeds, config_file_list=None, overrides=None):
                  for label, provider in stage_ones.items()]
         jobs.extend(first + [job for job in seed_jobs if job.label not in stage_ones])
     for job in jobs:
+        config = Config(model=job.model, dataset=dataset, config_file_list=config_file_list,
+                        config_dict=dict(job.config_dict))
         job.settings = {
             "dataset": dataset,
             "model": job.model,
             "config_files": files,
             "config_dict": {k: v for k, v in job.config_dict.items() if k not in OUTPUT_KEYS},
-            "pipeline": pipeline_settings(Config(model=job.model, dataset=dataset,
-                                                 config_file_list=config_file_list,
-                                                 config_dict=dict(job.config_dict))),
+            "pipeline": pipeline_settings(config),
+            "project_settings": project_settings(config, job.config_dict),
         }
     return jobs
 
@@ -218,6 +221,22 @@ def pipeline_settings(config):
     with it off."""
     return {key: length_groups_setting(config) if key == "length_groups" else bool(config[key])
             for key in PIPELINE_KEYS}
+
+
+def project_settings(config, config_dict):
+    """The values a run has for the keys of the project's own yaml files (``properties/overall.yaml``,
+    the model's defaults, the dataset's settings): an edit of those files, such as another ``n_heads``
+    in ``properties/dataset/beauty.yaml``, counts as other settings. Keys recorded elsewhere (the
+    pipeline's, ``config_dict``'s, the output ones) are left out, and so is ``data_path``: where
+    the atomic files lie is not a setting of the run."""
+    files = [PROTOCOL_FILE, model_defaults_file(config["model"]), dataset_settings_file(config["dataset"])]
+    keys = set()
+    for path in filter(None, files):
+        with open(path, encoding="utf-8") as f:
+            keys.update(yaml.safe_load(f) or {})
+    keys -= {*PIPELINE_KEYS, *OUTPUT_KEYS, *config_dict, "data_path"}
+    # As JSON stores them, so that a record read back compares equal.
+    return json.loads(json.dumps({key: config[key] for key in sorted(keys)}, default=str))
 
 
 def _stage_one_job(fame_job, common, dataset, config_file_list):
@@ -371,7 +390,17 @@ def _load_record(runs_dir, job):
             f"Move it away to rerun {job.label} with seed {job.seed}, or add them under "
             f"settings.pipeline as that run's log shows them"
         )
+    if "project_settings" not in stored:
+        raise ValueError(
+            f"{path} does not record the settings of the project's yaml files (project_settings): "
+            f"it was run before runs recorded them, so it cannot be told apart from a run under "
+            f"other defaults. Move it away to rerun {job.label} with seed {job.seed}"
+        )
     stored, wanted = _results_settings(stored), _results_settings(wanted)
+    # A key the record lacks was added to the files since; the project adds keys with defaults
+    # that keep what earlier runs did.
+    wanted["project_settings"] = {key: value for key, value in wanted["project_settings"].items()
+                                  if key in stored["project_settings"]}
     if stored != wanted:
         differences = _differences(stored, wanted)
         raise ValueError(

@@ -141,6 +141,30 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
                                          r"\(fast_layers, length_groups, length_bucketing, keep_freed_memory\)"):
         compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
     path.write_bytes(original)
+
+    # It records the values of the project's yaml keys too: a default edited in properties/ since
+    # (here stopping_step) is refused, naming the key; a key added to the files since is not.
+    record = json.loads(original)
+    assert record["settings"]["project_settings"]["stopping_step"] == 5
+    assert "epochs" not in record["settings"]["project_settings"]  # in config_dict already
+    assert "data_path" not in record["settings"]["project_settings"]
+    record["settings"]["project_settings"]["stopping_step"] = 10
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
+                                         r"\(project_settings.stopping_step: 10 then, 5 now\)"):
+        compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    record["settings"]["project_settings"]["stopping_step"] = 5
+    del record["settings"]["project_settings"]["learning_rate"]
+    path.write_text(json.dumps(record))
+    kept = _runs(out)
+    compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    assert _runs(out) == kept
+    del record["settings"]["project_settings"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"SASRec-seed2020.json does not record the settings of "
+                                         r"the project's yaml files \(project_settings\)"):
+        compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    path.write_bytes(original)
     after = _runs(out)
 
     # report_only: the tables from the finished runs; nothing trains.
