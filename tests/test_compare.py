@@ -123,24 +123,27 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     assert record["settings"]["pipeline"] == {
         "fast_layers": True, "length_groups": 4, "length_bucketing": False, "keep_freed_memory": True}
     original = path.read_bytes()
-    record["settings"]["pipeline"]["length_groups"] = 1
-    path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
-                                         r"\(pipeline.length_groups: 1 then, 4 now\)"):
+
+    def refused_when_stored(record, message):
+        path.write_text(json.dumps(record))
+        with pytest.raises(ValueError, match=r"SASRec-seed2020.json " + message):
+            compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+
+    def kept_when_stored(record):
+        path.write_text(json.dumps(record))
+        kept = _runs(out)
         compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+        assert _runs(out) == kept
+
+    record["settings"]["pipeline"]["length_groups"] = 1
+    refused_when_stored(record, r"was run with other settings \(pipeline.length_groups: 1 then, 4 now\)")
     # keep_freed_memory changes no number: a run finished under the other value is kept as it is.
     record["settings"]["pipeline"]["length_groups"] = 4
     record["settings"]["pipeline"]["keep_freed_memory"] = not record["settings"]["pipeline"]["keep_freed_memory"]
-    path.write_text(json.dumps(record))
-    kept = _runs(out)
-    compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
-    assert _runs(out) == kept
+    kept_when_stored(record)
     del record["settings"]["pipeline"]
-    path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=r"SASRec-seed2020.json does not record its pipeline "
-                                         r"\(fast_layers, length_groups, length_bucketing, keep_freed_memory\)"):
-        compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
-    path.write_bytes(original)
+    refused_when_stored(record, r"does not record its pipeline "
+                                r"\(fast_layers, length_groups, length_bucketing, keep_freed_memory\)")
 
     # It records the values of the project's yaml keys too: a default edited in properties/ since
     # (here stopping_step) is refused, naming the key; a key added to the files since is not.
@@ -149,21 +152,12 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     assert "epochs" not in record["settings"]["project_settings"]  # in config_dict already
     assert "data_path" not in record["settings"]["project_settings"]
     record["settings"]["project_settings"]["stopping_step"] = 10
-    path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
-                                         r"\(project_settings.stopping_step: 10 then, 5 now\)"):
-        compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    refused_when_stored(record, r"was run with other settings \(project_settings.stopping_step: 10 then, 5 now\)")
     record["settings"]["project_settings"]["stopping_step"] = 5
     del record["settings"]["project_settings"]["learning_rate"]
-    path.write_text(json.dumps(record))
-    kept = _runs(out)
-    compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
-    assert _runs(out) == kept
+    kept_when_stored(record)
     del record["settings"]["project_settings"]
-    path.write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=r"SASRec-seed2020.json does not record the settings of "
-                                         r"the project's yaml files \(project_settings\)"):
-        compare("tiny", models=models, seeds=[2020], out=str(out), overrides=settings)
+    refused_when_stored(record, r"does not record the settings of the project's yaml files \(project_settings\)")
     path.write_bytes(original)
     after = _runs(out)
 
