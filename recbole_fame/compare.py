@@ -397,10 +397,10 @@ def _load_record(runs_dir, job):
             f"other defaults. Move it away to rerun {job.label} with seed {job.seed}"
         )
     stored, wanted = _results_settings(stored), _results_settings(wanted)
-    # A key the record lacks was added to the files since; the project adds keys with defaults
-    # that keep what earlier runs did.
-    wanted["project_settings"] = {key: value for key, value in wanted["project_settings"].items()
-                                  if key in stored["project_settings"]}
+    # A key neither set nor in the files when the run was made was added to the files since; the
+    # project adds keys with defaults that keep what earlier runs did.
+    wanted["settings"] = {key: value for key, value in wanted["settings"].items()
+                          if key in stored["settings"] or key in job.settings["config_dict"]}
     if stored != wanted:
         differences = _differences(stored, wanted)
         raise ValueError(
@@ -411,11 +411,16 @@ def _load_record(runs_dir, job):
 
 
 def _results_settings(settings):
-    """``settings`` without the pipeline keys that change no number (``TIMING_ONLY_KEYS``)."""
+    """What a run computed with: the pipeline without the keys that change no number
+    (``TIMING_ONLY_KEYS``), and as ``settings`` the values of ``config_dict`` over
+    ``project_settings``, so that a value counts the same whether the command line or a project
+    file gave it (``--n_heads=2`` matches a run made when the dataset's file said 2)."""
     pipeline = settings["pipeline"]
     if isinstance(pipeline, dict):
         pipeline = {key: value for key, value in pipeline.items() if key not in TIMING_ONLY_KEYS}
-    return {**settings, "pipeline": pipeline}
+    rest = {key: value for key, value in settings.items() if key not in ("config_dict", "project_settings")}
+    return {**rest, "pipeline": pipeline,
+            "settings": {**settings["project_settings"], **settings["config_dict"]}}
 
 
 def _differences(stored, wanted):

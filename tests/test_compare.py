@@ -112,7 +112,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
             overrides={**settings, "show_progress": True, "state": "ERROR"})
     assert _runs(out) == after
     with pytest.raises(ValueError, match=r"SASRec-seed2020.json was run with other settings "
-                                         r"\(config_dict.epochs: 2 then, 1 now\)"):
+                                         r"\(settings.epochs: 2 then, 1 now\)"):
         compare("tiny", models=models, seeds=[2020], out=str(out), overrides={**settings, "epochs": 1})
     assert _runs(out) == after
 
@@ -152,7 +152,12 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     assert "epochs" not in record["settings"]["project_settings"]  # in config_dict already
     assert "data_path" not in record["settings"]["project_settings"]
     record["settings"]["project_settings"]["stopping_step"] = 10
-    refused_when_stored(record, r"was run with other settings \(project_settings.stopping_step: 10 then, 5 now\)")
+    refused_when_stored(record, r"was run with other settings \(settings.stopping_step: 10 then, 5 now\)")
+    # What counts is the value, not where it came from: the same 10 given on the command line now.
+    path.write_text(json.dumps(record))
+    kept = _runs(out)
+    compare("tiny", models=["SASRec"], seeds=[2020], out=str(out), overrides={**settings, "stopping_step": 10})
+    assert _runs(out) == kept
     record["settings"]["project_settings"]["stopping_step"] = 5
     del record["settings"]["project_settings"]["learning_rate"]
     kept_when_stored(record)
