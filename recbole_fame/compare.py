@@ -380,6 +380,8 @@ def _load_record(runs_dir, job):
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
         stored = record["settings"]
+        if not isinstance(stored["config_dict"], dict) or not isinstance(stored.get("project_settings", {}), dict):
+            raise TypeError("settings.config_dict and settings.project_settings must be objects")
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"Cannot read the finished run {path} ({exc}): move it away to rerun it")
     wanted = json.loads(json.dumps(job.settings))
@@ -396,11 +398,9 @@ def _load_record(runs_dir, job):
             f"it was run before runs recorded them, so it cannot be told apart from a run under "
             f"other defaults. Move it away to rerun {job.label} with seed {job.seed}"
         )
+    # A key added to the files since the run counts as a difference too ("None then"): nothing
+    # shows that its value is what the run had. Such records are reused once given the key.
     stored, wanted = _results_settings(stored), _results_settings(wanted)
-    # A key neither set nor in the files when the run was made was added to the files since; the
-    # project adds keys with defaults that keep what earlier runs did.
-    wanted["settings"] = {key: value for key, value in wanted["settings"].items()
-                          if key in stored["settings"] or key in job.settings["config_dict"]}
     if stored != wanted:
         differences = _differences(stored, wanted)
         raise ValueError(

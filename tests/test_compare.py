@@ -146,7 +146,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
                                 r"\(fast_layers, length_groups, length_bucketing, keep_freed_memory\)")
 
     # It records the values of the project's yaml keys too: a default edited in properties/ since
-    # (here stopping_step) is refused, naming the key; a key added to the files since is not.
+    # (here stopping_step) is refused, naming the key, and so is a key added to the files since.
     record = json.loads(original)
     assert record["settings"]["project_settings"]["stopping_step"] == 5
     assert "epochs" not in record["settings"]["project_settings"]  # in config_dict already
@@ -160,7 +160,9 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     assert _runs(out) == kept
     record["settings"]["project_settings"]["stopping_step"] = 5
     del record["settings"]["project_settings"]["learning_rate"]
-    kept_when_stored(record)
+    refused_when_stored(record, r"was run with other settings \(settings.learning_rate: None then, 0.001 now\)")
+    record["settings"]["project_settings"] = None
+    refused_when_stored(record, r"\(settings.config_dict and settings.project_settings must be objects\)")
     del record["settings"]["project_settings"]
     refused_when_stored(record, r"does not record the settings of the project's yaml files \(project_settings\)")
     path.write_bytes(original)
