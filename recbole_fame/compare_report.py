@@ -221,8 +221,9 @@ def _chart(path, dataset, rows, summary):
     # A variant's settings on a line of their own under its model: long labels would run together.
     axes.set_xticklabels([entry["model"].replace(":", "\n", 1) for entry in summary], fontsize=8)
     axes.set_xlim(-0.6, len(summary) - 0.4)
-    seeds = max((len(entry["seeds"]) for entry in summary), default=0)
-    axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != 1 else ''}, bars ± 1 sd",
+    counts = sorted({len(entry["seeds"]) for entry in summary}) or [0]
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"  # rows may differ
+    axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != '1' else ''}, bars ± 1 sd",
                    fontsize=10)
     axes.set_ylabel("HR@10, NDCG@10")
     axes.legend(fontsize=8)
