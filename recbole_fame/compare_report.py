@@ -202,6 +202,13 @@ def _paper_section(data, paper):
     return lines
 
 
+def _tick_label(model):
+    """A variant's settings each on a line of their own under its model: long labels would run
+    into their neighbours' (``FAME:learning_rate=0.0003,n_experts=8`` takes three lines)."""
+    base, _, assignments = model.partition(":")
+    return "\n".join([base] + (assignments.split(",") if assignments else []))
+
+
 def _chart(path, dataset, rows, summary):
     """HR@10 and NDCG@10 per model: bars at the mean, error bars one sd, dots the seeds."""
     figure = new_figure(figsize=(1.3 * max(len(summary), 2) + 1.2, 4.0))
@@ -218,8 +225,7 @@ def _chart(path, dataset, rows, summary):
             axes.plot([x] * len(seeds), seeds, "k.", markersize=4,
                       label="one seed" if i == 0 and metric == "HR@10" else None)
     axes.set_xticks(range(len(summary)))
-    # A variant's settings on a line of their own under its model: long labels would run together.
-    axes.set_xticklabels([entry["model"].replace(":", "\n", 1) for entry in summary], fontsize=8)
+    axes.set_xticklabels([_tick_label(entry["model"]) for entry in summary], fontsize=8)
     axes.set_xlim(-0.6, len(summary) - 0.4)
     counts = sorted({len(entry["seeds"]) for entry in summary}) or [0]
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"  # rows may differ

@@ -307,3 +307,17 @@ def test_report_names_runs_whose_pipelines_differ(tmp_path):
     del records[2]["settings"]
     write_reports(str(tmp_path), "beauty", "cmd", [1, 2], ["SASRec", "FAME"], records)
     assert "; not recorded (FAME seed 2)." in (tmp_path / "table.md").read_text()
+
+
+def test_chart_puts_each_setting_of_a_variant_on_its_own_line(tmp_path, monkeypatch):
+    from recbole_fame import compare_report
+
+    saved = []
+    monkeypatch.setattr(compare_report, "save_figure", lambda figure, path, **kw: saved.append(figure))
+    models = ["SASRec", "FAME:learning_rate=0.0003", "FAME:learning_rate=0.0003,n_experts=8"]
+    records = [_fake_record(model, 1, 0.08, 0.04) for model in models]
+    write_reports(str(tmp_path), "beauty", "cmd", [1], models, records)
+    (figure,) = saved
+    labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    assert labels == ["SASRec", "FAME\nlearning_rate=0.0003", "FAME\nlearning_rate=0.0003\nn_experts=8"]
+    assert figure.axes[0].get_title() == "beauty, test: mean over 1 seed, bars ± 1 sd"
