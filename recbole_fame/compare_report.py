@@ -211,7 +211,12 @@ def _tick_label(model):
 
 def _chart(path, dataset, rows, summary):
     """HR@10 and NDCG@10 per model: bars at the mean, error bars one sd, dots the seeds."""
-    figure = new_figure(figsize=(1.3 * max(len(summary), 2) + 1.2, 4.0))
+    labels = [_tick_label(entry["model"]) for entry in summary]
+    # Each model's slot is as wide as its longest label line (8 pt text: about 0.055 in a
+    # character), so that settings such as facet_projection_init=scaled_selector stay apart.
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    slot = max(1.3, 0.055 * longest + 0.2)
+    figure = new_figure(figsize=(slot * max(len(summary), 2) + 1.2, 4.0))
     axes = figure.subplots()
     width = 0.38
     for offset, (metric, color) in zip((-width / 2, width / 2),
@@ -225,13 +230,18 @@ def _chart(path, dataset, rows, summary):
             axes.plot([x] * len(seeds), seeds, "k.", markersize=4,
                       label="one seed" if i == 0 and metric == "HR@10" else None)
     axes.set_xticks(range(len(summary)))
-    axes.set_xticklabels([_tick_label(entry["model"]) for entry in summary], fontsize=8)
+    axes.set_xticklabels(labels, fontsize=8)
     axes.set_xlim(-0.6, len(summary) - 0.4)
     counts = sorted({len(entry["seeds"]) for entry in summary}) or [0]
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"  # rows may differ
     axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != '1' else ''}, bars ± 1 sd",
                    fontsize=10)
     axes.set_ylabel("HR@10, NDCG@10")
-    axes.legend(fontsize=8)
+    # Headroom above the tallest bar, seed or error bar for the legend to sit in.
+    tallest = max([row[metric] for row in rows for metric in ("HR@10", "NDCG@10")]
+                  + [entry["mean"][metric] + (entry["sd"][metric] or 0.0)
+                     for entry in summary for metric in ("HR@10", "NDCG@10")], default=0.0)
+    axes.set_ylim(0.0, 1.25 * tallest or 1.0)
+    axes.legend(fontsize=8, loc="upper right", ncol=3)
     figure.tight_layout()
     save_figure(figure, path, dpi=120)

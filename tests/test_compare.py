@@ -321,3 +321,23 @@ def test_chart_puts_each_setting_of_a_variant_on_its_own_line(tmp_path, monkeypa
     labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
     assert labels == ["SASRec", "FAME\nlearning_rate=0.0003", "FAME\nlearning_rate=0.0003\nn_experts=8"]
     assert figure.axes[0].get_title() == "beauty, test: mean over 1 seed, bars ± 1 sd"
+
+
+def test_chart_keeps_long_variant_labels_apart_and_the_legend_above_the_bars(tmp_path, monkeypatch):
+    from recbole_fame import compare_report
+
+    saved = []
+    monkeypatch.setattr(compare_report, "save_figure", lambda figure, path, **kw: saved.append(figure))
+    models = ["SASRec", "FAME:learning_rate=0.0003,final_residual=none,expert_init=random",
+              "FAME:learning_rate=0.0003,facet_projection_init=scaled_selector",
+              "FAME:learning_rate=0.0003,final_residual=split"]
+    records = [_fake_record(model, 1, 0.08, 0.04) for model in models]
+    write_reports(str(tmp_path), "beauty", "cmd", [1], models, records)
+    (figure,) = saved
+    renderer = figure.canvas.get_renderer()
+    axes = figure.axes[0]
+    boxes = [label.get_window_extent(renderer) for label in axes.get_xticklabels()]
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 < right.x0, (left, right)
+    bar_top = max(patch.get_window_extent(renderer).y1 for patch in axes.patches)
+    assert axes.get_legend().get_window_extent(renderer).y0 > bar_top
