@@ -237,11 +237,8 @@ def _chart(path, dataset, rows, summary):
     axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != '1' else ''}, bars ± 1 sd",
                    fontsize=10)
     axes.set_ylabel("HR@10, NDCG@10")
-    # Headroom above the tallest bar, seed or error bar for the legend to sit in.
-    tallest = max([row[metric] for row in rows for metric in ("HR@10", "NDCG@10")]
-                  + [entry["mean"][metric] + (entry["sd"][metric] or 0.0)
-                     for entry in summary for metric in ("HR@10", "NDCG@10")], default=0.0)
-    axes.set_ylim(0.0, 1.25 * tallest or 1.0)
+    # Autoscaling already spans the tallest bar, seed and error bar: add headroom for the legend.
+    axes.set_ylim(0.0, 1.2 * axes.get_ylim()[1])
     axes.legend(fontsize=8, loc="upper right", ncol=3)
     figure.tight_layout()
     save_figure(figure, path, dpi=120)
