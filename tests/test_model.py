@@ -103,6 +103,53 @@ def test_gated_facet_scores_equal_full_sort_predict(tiny_config, final_residual)
     torch.testing.assert_close((gate[..., None] * head_scores).sum(1), full, rtol=0, atol=1e-10)
 
 
+def test_mixed_probabilities_are_the_gate_weighted_head_softmaxes(tiny_config):
+    model, train_data, test_data = build_fame(tiny_config, head_mixing="probabilities", n_heads=4)
+    model = model.double().eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.facet_projection.weight)
+        batch = first_batch(test_data)
+        gate, head_scores = model.facet_scores(batch)
+        log_mixture = model.full_sort_predict(batch)
+    expected = (gate[..., None] * torch.softmax(head_scores, dim=-1)).sum(1)
+    torch.testing.assert_close(log_mixture.exp(), expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(expected.sum(-1), torch.ones(len(batch), dtype=torch.double))
+    # Mixing probabilities is not mixing scores: the two rank items differently here.
+    assert not torch.equal(log_mixture.argsort(-1), (gate[..., None] * head_scores).sum(1).argsort(-1))
+
+    model.train()
+    interaction = first_batch(train_data)
+    torch.manual_seed(0)
+    loss = model.calculate_loss(interaction)
+    torch.manual_seed(0)  # the same dropout draws
+    log_p = model.full_sort_predict(interaction)
+    nll = -log_p.gather(1, interaction[model.POS_ITEM_ID].unsqueeze(1)).mean()
+    torch.testing.assert_close(loss, nll, rtol=1e-12, atol=0)
+
+
+def test_one_head_mixing_probabilities_is_the_log_softmax_of_mixing_scores(tiny_config):
+    scores_model, _, test_data = build_fame(tiny_config, n_heads=1)
+    probs_model, _, _ = build_fame(tiny_config, n_heads=1, head_mixing="probabilities")
+    probs_model.load_state_dict(scores_model.state_dict())
+    batch = first_batch(test_data)
+    with torch.no_grad():
+        expected = torch.log_softmax(scores_model.eval().full_sort_predict(batch), dim=-1)
+        log_p = probs_model.eval().full_sort_predict(batch)
+    torch.testing.assert_close(log_p, expected, rtol=0, atol=1e-5)
+
+
+def test_predict_matches_full_sort_when_mixing_probabilities(tiny_config):
+    model, _, test_data = build_fame(tiny_config, head_mixing="probabilities")
+    model.eval()
+    batch = first_batch(test_data)
+    item_ids = torch.arange(1, len(batch) + 1) % model.n_items
+    batch.update(type(batch)({model.ITEM_ID: item_ids}))
+    with torch.no_grad():
+        full = model.full_sort_predict(batch)
+        single = model.predict(batch)
+    torch.testing.assert_close(single, full[torch.arange(len(batch)), item_ids], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("facet_projection_init, scale", [("selector", 0.5), ("scaled_selector", 1.0)])
 def test_facet_projection_init_sets_the_user_vector_scale(tiny_config, facet_projection_init, scale):
     # With a uniform gate (1/H per head), the user vector is the heads' F^(h) concatenated, times
@@ -144,6 +191,9 @@ def test_right_padding_does_not_change_scores(tiny_config):
         ({"final_residual": "both"}, "'final_residual' must be one of"),
         ({"expert_init": "zeros"}, "'expert_init' must be one of"),
         ({"facet_projection_init": "eye"}, "'facet_projection_init' must be one of"),
+        ({"head_mixing": "logits"}, "'head_mixing' must be one of"),
+        ({"head_mixing": "probabilities", "loss_type": "BPR"},
+         "head_mixing='probabilities' needs loss_type='CE'"),
     ],
 )
 def test_invalid_config_raises(tiny_config, overrides, message):

@@ -25,6 +25,7 @@ from recbole_fame.model.layers import FINAL_RESIDUALS, FAMEEncoder
 
 EXPERT_INITS = ("pretrained", "random")
 FACET_PROJECTION_INITS = ("selector", "scaled_selector")
+HEAD_MIXINGS = ("scores", "probabilities")
 
 
 class FAME(SequentialRecommender):
@@ -57,6 +58,11 @@ class FAME(SequentialRecommender):
       the user vector starts at 1/H of the scale of SASRec's output, which divides every logit the
       trained item embeddings produce by H; H times the selector starts at SASRec's scale.
       The router, gate and FFN' start as RecBole initialises new layers.
+    - ``head_mixing``: what Eq. 11's gate weighs. ``'scores'`` (default): the heads' scores, as Eq. 6
+      and 8 define P; one softmax over the mixed score follows (Eq. 18). ``'probabilities'``: each
+      head's softmax over the items, so ``P(v) = sum_h gate_h softmax_v(P^(h))`` is a probability and
+      the loss is its negative log (a mixture of softmaxes: its log-scores are not bounded by rank d).
+      Scores for ranking are then ``log P(v)``; it needs ``loss_type='CE'``.
     - FFN' uses ``hidden_act`` like the backbone's feed-forward layers.
 
     ``pretrained_path``: a checkpoint of RecBole's ``SASRec`` on the same dataset (name and item
@@ -84,6 +90,7 @@ class FAME(SequentialRecommender):
         self.expert_init = config["expert_init"]
         # Checkpoints saved before this key existed hold no value for it: they used the selector.
         self.facet_projection_init = config["facet_projection_init"] or "selector"
+        self.head_mixing = config["head_mixing"] or "scores"  # likewise: older checkpoints mixed scores
         self._check_config()
         self.head_size = self.hidden_size // self.n_heads
 
@@ -145,6 +152,15 @@ class FAME(SequentialRecommender):
             raise ValueError(
                 f"FAME: 'facet_projection_init' must be one of {FACET_PROJECTION_INITS}, "
                 f"got {self.facet_projection_init!r}"
+            )
+        if self.head_mixing not in HEAD_MIXINGS:
+            raise ValueError(
+                f"FAME: 'head_mixing' must be one of {HEAD_MIXINGS}, got {self.head_mixing!r}"
+            )
+        if self.head_mixing == "probabilities" and self.loss_type != "CE":
+            raise ValueError(
+                "FAME: head_mixing='probabilities' needs loss_type='CE' (the mixture is a "
+                f"distribution over all items), got loss_type={self.loss_type!r}"
             )
 
     def _init_weights(self, module):
@@ -243,38 +259,54 @@ class FAME(SequentialRecommender):
         return gate, head_output, expert_weights
 
     def forward(self, item_seq, item_seq_len):
-        """The user vector u [B, d] with x_v . u equal to Eq. 11's score of item v."""
+        """The user vector u [B, d] with x_v . u equal to Eq. 11's score of item v (``head_mixing='scores'``)."""
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
         weighted = (gate.unsqueeze(-1) * head_output).flatten(1)  # [B, H*d']
         # sum_h gate_h W_f^(h) F^(h): facet_projection's weight is W_f stacked by head.
         return torch.matmul(weighted, self.facet_projection.weight)
 
+    def _item_scores(self, item_seq, item_seq_len):
+        """Eq. 11 over the whole item table, [B, n_items]: the mixed score, or log P(v) when the
+        gate mixes the heads' probabilities."""
+        if self.head_mixing == "scores":
+            user_vector = self.forward(item_seq, item_seq_len)
+            return torch.matmul(user_vector, self.item_embedding.weight.transpose(0, 1))
+        gate, head_output, _ = self._facets(item_seq, item_seq_len)
+        head_scores = self._head_scores(head_output)  # [B, H, n_items]
+        # log sum_h gate_h softmax(P^(h)), computed in log space so that no probability underflows.
+        log_mixture = torch.log_softmax(head_scores, dim=-1) + gate.clamp_min(torch.finfo(gate.dtype).tiny).log().unsqueeze(-1)
+        return torch.logsumexp(log_mixture, dim=1)
+
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
-        user_vector = self.forward(item_seq, item_seq_len)
         pos_items = interaction[self.POS_ITEM_ID]
         if self.loss_type == "BPR":
+            user_vector = self.forward(item_seq, item_seq_len)
             neg_items = interaction[self.NEG_ITEM_ID]
             pos_score = (user_vector * self.item_embedding(pos_items)).sum(-1)
             neg_score = (user_vector * self.item_embedding(neg_items)).sum(-1)
             return self.loss_fct(pos_score, neg_score)
-        logits = torch.matmul(user_vector, self.item_embedding.weight.transpose(0, 1))
-        return self.loss_fct(logits, pos_items)  # Eq. 18
+        # Eq. 18; under 'probabilities' the scores are already log P(v), which softmax leaves as is.
+        return self.loss_fct(self._item_scores(item_seq, item_seq_len), pos_items)
 
     def predict(self, interaction):
-        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        if self.head_mixing == "probabilities":  # log P(v) needs every item's score to normalise
+            scores = self._item_scores(item_seq, item_seq_len)
+            return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
+        user_vector = self.forward(item_seq, item_seq_len)
         return (user_vector * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
 
     def full_sort_predict(self, interaction):
-        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return torch.matmul(user_vector, self.item_embedding.weight.transpose(0, 1))
+        return self._item_scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
 
     def facet_scores(self, interaction):
         """Per-head view of the prediction (the paper's case study, Fig. 7).
 
         Returns gate [B, H] and head_scores [B, H, n_items] with
-        ``(gate[..., None] * head_scores).sum(1)`` equal to ``full_sort_predict(interaction)``.
+        ``(gate[..., None] * head_scores).sum(1)`` equal to ``full_sort_predict(interaction)``
+        under ``head_mixing='scores'``; under ``'probabilities'`` the gate weighs their softmaxes.
         """
         gate, head_scores, _ = self.facet_analysis(interaction)
         return gate, head_scores
@@ -285,11 +317,14 @@ class FAME(SequentialRecommender):
         gate, head_output, expert_weights = self._facets(
             interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         )
+        return gate, self._head_scores(head_output), expert_weights
+
+    def _head_scores(self, head_output):
+        """P^(h)(v) of Eq. 8 for every item, [B, H, n_items], from F^(h) [B, H, d']."""
         sub_embeddings = self.facet_projection(self.item_embedding.weight).view(
             self.n_items, self.n_heads, self.head_size
         )  # x_v^(h), [n_items, H, d']
-        head_scores = torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)  # Eq. 8
-        return gate, head_scores, expert_weights
+        return torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)
 
     def expert_weights(self, interaction):
         """The router's weights over each head's experts at the predicted position, [B, H, N] (Eq. 16)."""
