@@ -115,7 +115,8 @@ def test_shipped_params_files_hold_the_papers_grids(tiny_config):
         "fame-experts": {"n_experts": experts},
     }
     assert stage_two_keys() == {
-        "n_experts", "final_residual", "expert_init", "facet_projection_init", "pretrain", "pretrained_path"
+        "n_experts", "final_residual", "expert_init", "facet_projection_init", "head_mixing",
+        "pretrain", "pretrained_path",
     }
 
 
