@@ -30,8 +30,9 @@ def test_shapes_and_dtypes(tiny_config):
     assert sum(p.numel() for p in model.parameters()) < 20_000
 
 
-def test_predict_matches_full_sort(tiny_config):
-    model, _, test_data = build_fame(tiny_config)
+@pytest.mark.parametrize("head_mixing", ["scores", "probabilities"])
+def test_predict_matches_full_sort(tiny_config, head_mixing):
+    model, _, test_data = build_fame(tiny_config, head_mixing=head_mixing)
     model.eval()
     batch = first_batch(test_data)
     item_ids = torch.arange(1, len(batch) + 1) % model.n_items
@@ -136,18 +137,6 @@ def test_one_head_mixing_probabilities_is_the_log_softmax_of_mixing_scores(tiny_
         expected = torch.log_softmax(scores_model.eval().full_sort_predict(batch), dim=-1)
         log_p = probs_model.eval().full_sort_predict(batch)
     torch.testing.assert_close(log_p, expected, rtol=0, atol=1e-5)
-
-
-def test_predict_matches_full_sort_when_mixing_probabilities(tiny_config):
-    model, _, test_data = build_fame(tiny_config, head_mixing="probabilities")
-    model.eval()
-    batch = first_batch(test_data)
-    item_ids = torch.arange(1, len(batch) + 1) % model.n_items
-    batch.update(type(batch)({model.ITEM_ID: item_ids}))
-    with torch.no_grad():
-        full = model.full_sort_predict(batch)
-        single = model.predict(batch)
-    torch.testing.assert_close(single, full[torch.arange(len(batch)), item_ids], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("facet_projection_init, scale", [("selector", 0.5), ("scaled_selector", 1.0)])
