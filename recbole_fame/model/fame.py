@@ -259,7 +259,8 @@ class FAME(SequentialRecommender):
         return gate, head_output, expert_weights
 
     def forward(self, item_seq, item_seq_len):
-        """The user vector u [B, d] with x_v . u equal to Eq. 11's score of item v (``head_mixing='scores'``)."""
+        """The user vector u [B, d] with x_v . u equal to Eq. 11's score of item v under
+        ``head_mixing='scores'``."""
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
         weighted = (gate.unsqueeze(-1) * head_output).flatten(1)  # [B, H*d']
         # sum_h gate_h W_f^(h) F^(h): facet_projection's weight is W_f stacked by head.
@@ -274,7 +275,8 @@ class FAME(SequentialRecommender):
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
         head_scores = self._head_scores(head_output)  # [B, H, n_items]
         # log sum_h gate_h softmax(P^(h)), computed in log space so that no probability underflows.
-        log_mixture = torch.log_softmax(head_scores, dim=-1) + gate.clamp_min(torch.finfo(gate.dtype).tiny).log().unsqueeze(-1)
+        log_gate = gate.clamp_min(torch.finfo(gate.dtype).tiny).log()  # [B, H]
+        log_mixture = torch.log_softmax(head_scores, dim=-1) + log_gate.unsqueeze(-1)
         return torch.logsumexp(log_mixture, dim=1)
 
     def calculate_loss(self, interaction):
