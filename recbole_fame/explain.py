@@ -149,8 +149,8 @@ def explain_user(model, dataset, test_data, user, k=20):
     interaction = history_interaction(model, [encoded])
     # [1, H], [1, H, n_items], [1, H, N]
     gate, head_scores, expert_weights = model.facet_analysis(interaction)
-    integrated = (gate.unsqueeze(-1) * head_scores).sum(1)
-    equal_gates = head_scores.mean(1)
+    integrated = model.mix_heads(gate, head_scores)
+    equal_gates = model.mix_heads(torch.full_like(gate, 1 / model.n_heads), head_scores)
 
     def as_topk(scores):
         values, ids = top_items(scores, k)
@@ -303,7 +303,8 @@ def summarize(model, dataset, test_data, k=20, metadata=None, show_progress=Fals
         gates.append(gate.cpu())
         experts.append(expert_weights.cpu())
         lists = [head_scores[:, h] for h in range(model.n_heads)]
-        lists += [(gate.unsqueeze(-1) * head_scores).sum(1), head_scores.mean(1)]
+        lists += [model.mix_heads(gate, head_scores),
+                  model.mix_heads(torch.full_like(gate, 1 / model.n_heads), head_scores)]
         target = batch[dataset.iid_field].unsqueeze(1)
         for name, scores in zip(names, lists):
             ids = top_items(scores, k).indices

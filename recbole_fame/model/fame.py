@@ -273,7 +273,13 @@ class FAME(SequentialRecommender):
             user_vector = self.forward(item_seq, item_seq_len)
             return torch.matmul(user_vector, self.item_embedding.weight.transpose(0, 1))
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
-        head_scores = self._head_scores(head_output)  # [B, H, n_items]
+        return self.mix_heads(gate, self._head_scores(head_output))
+
+    def mix_heads(self, gate, head_scores):
+        """Eq. 11: gate [B, H] and head_scores [B, H, n_items] into the scores [B, n_items] that
+        ``full_sort_predict`` ranks by (with any gate, e.g. equal gates for a comparison)."""
+        if self.head_mixing == "scores":
+            return (gate.unsqueeze(-1) * head_scores).sum(1)
         # log sum_h gate_h softmax(P^(h)), computed in log space so that no probability underflows.
         log_gate = gate.clamp_min(torch.finfo(gate.dtype).tiny).log()  # [B, H]
         log_mixture = torch.log_softmax(head_scores, dim=-1) + log_gate.unsqueeze(-1)
@@ -306,9 +312,9 @@ class FAME(SequentialRecommender):
     def facet_scores(self, interaction):
         """Per-head view of the prediction (the paper's case study, Fig. 7).
 
-        Returns gate [B, H] and head_scores [B, H, n_items] with
-        ``(gate[..., None] * head_scores).sum(1)`` equal to ``full_sort_predict(interaction)``
-        under ``head_mixing='scores'``; under ``'probabilities'`` the gate weighs their softmaxes.
+        Returns gate [B, H] and head_scores [B, H, n_items] with ``mix_heads(gate, head_scores)``
+        equal to ``full_sort_predict(interaction)``: under ``head_mixing='scores'``,
+        ``(gate[..., None] * head_scores).sum(1)``; under ``'probabilities'`` the gate weighs their softmaxes.
         """
         gate, head_scores, _ = self.facet_analysis(interaction)
         return gate, head_scores
