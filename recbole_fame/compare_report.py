@@ -95,7 +95,8 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
                   "pipeline": record.get("settings", {}).get("pipeline")}
                  for row, record in zip(rows, records)],
         "paper": None if paper is None else {"dataset": paper[0], "table2": {
-            model: values for model, values in paper[1].items() if model in models}},
+            model: values for model, values in paper[1].items()
+            if model in {_base_model(name) for name in models}}},
     }
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "results.json"), data)
@@ -184,21 +185,31 @@ def _markdown(data, paper):
     return "\n".join(lines) + "\n"
 
 
+def _base_model(label):
+    """The model a row is a variant of: ``FAME`` for ``FAME:learning_rate=0.0003``."""
+    return label.partition(":")[0]
+
+
 def _paper_section(data, paper):
+    """The paper's rows of the models compared (a variant's under its model's name), and each
+    FAME row's HR@10 and NDCG@10 as a share of the paper's FAME row."""
     name, table = paper
-    shown = [model for model in data["models"] if model in table]
+    shown = list(dict.fromkeys(_base_model(model) for model in data["models"]
+                               if _base_model(model) in table))
     lines = ["", f"## The paper's Table 2 ({name})", "",
              "| model | " + " | ".join(metric for metric, _ in METRICS) + " |",
              "|---|" + "---|" * len(METRICS)]
     for model in shown:
         lines.append(f"| {model} (paper) | "
                      + " | ".join(f"{table[model][metric]:.4f}" for metric, _ in METRICS) + " |")
-    fame = next((entry for entry in data["summary"] if entry["model"] == "FAME"), None)
-    if fame is not None and "FAME" in table:
-        parts = [f"{metric} {fame['mean'][metric]:.4f} = "
-                 f"{100 * fame['mean'][metric] / table['FAME'][metric]:.1f}% of the paper's "
-                 f"{table['FAME'][metric]:.4f}" for metric in ("HR@10", "NDCG@10")]
-        lines += ["", "FAME here: " + "; ".join(parts) + "."]
+    if "FAME" in table:
+        for entry in data["summary"]:
+            if _base_model(entry["model"]) != "FAME":
+                continue
+            parts = [f"{metric} {entry['mean'][metric]:.4f} = "
+                     f"{100 * entry['mean'][metric] / table['FAME'][metric]:.1f}% of the paper's "
+                     f"{table['FAME'][metric]:.4f}" for metric in ("HR@10", "NDCG@10")]
+            lines += ["", f"{entry['model']} here: " + "; ".join(parts) + "."]
     return lines
 
 

@@ -285,6 +285,21 @@ def test_report_mean_sd_and_the_papers_rows(tmp_path):
     assert (tmp_path / "chart.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_report_gives_a_fame_variant_the_papers_fame_row(tmp_path):
+    # Beauty's paper row: FAME HR@10 0.0978, NDCG@10 0.0593; FAME-N1 has no row of its own.
+    records = [_fake_record("SASRec", 1, 0.07, 0.04),
+               _fake_record("FAME:pretrain=False", 1, 0.0978 * 0.8, 0.0593 * 0.75),
+               _fake_record("FAME-N1", 1, 0.08, 0.04)]
+    data = write_reports(str(tmp_path), "beauty", "python run_compare.py --dataset=beauty", [1],
+                         ["SASRec", "FAME:pretrain=False", "FAME-N1"], records)
+    table = (tmp_path / "table.md").read_text()
+    assert table.count("| FAME (paper) | 0.0710 | 0.0978 |") == 1
+    assert ("FAME:pretrain=False here: HR@10 0.0782 = 80.0% of the paper's 0.0978; "
+            "NDCG@10 0.0445 = 75.0% of the paper's 0.0593.") in table
+    assert "FAME-N1 here" not in table and "FAME here" not in table
+    assert sorted(data["paper"]["table2"]) == ["FAME", "SASRec"]
+
+
 def test_run_compare_cli_names_a_bad_model(tmp_path):
     done = subprocess.run(
         [sys.executable, os.path.join(REPO, "run_compare.py"), "--dataset=tiny", "--models", "FAME",
