@@ -82,6 +82,7 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
     rows = [run_row(record) for record in records]
     summary = summarize(rows, models)
     paper = read_paper_table(paper_table, dataset)
+    compared = {_base_model(name) for name in models}
     data = {
         "dataset": dataset,
         "command": command,
@@ -95,8 +96,7 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
                   "pipeline": record.get("settings", {}).get("pipeline")}
                  for row, record in zip(rows, records)],
         "paper": None if paper is None else {"dataset": paper[0], "table2": {
-            model: values for model, values in paper[1].items()
-            if model in {_base_model(name) for name in models}}},
+            model: values for model, values in paper[1].items() if model in compared}},
     }
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, "results.json"), data)
