@@ -28,6 +28,7 @@ from recbole_fame.facet_pretrain import (
     uses_text_pretraining,
 )
 from recbole_fame.files import write_json
+from recbole_fame.history import history_excluding_dataloaders
 from recbole_fame.length_groups import length_grouped
 from recbole_fame.speedups import keep_freed_memory, use_fast_layers
 from recbole_fame.trainer import resumable
@@ -162,14 +163,16 @@ def _start(config):
 
 
 def prepare_data(config):
-    """The loaders the pipeline trains and tests with (length buckets included), and the dataset.
+    """The loaders the pipeline trains and tests with (length buckets and ``exclude_history``
+    included), and the dataset.
 
     Returns ``(dataset, train_data, valid_data, test_data)``.
     """
     check_dataset_files(config)
     dataset = create_dataset(config)
     getLogger().info(dataset)
-    return (dataset, *bucket_dataloaders(config, *data_preparation(config, dataset)))
+    loaders = bucket_dataloaders(config, *data_preparation(config, dataset))
+    return (dataset, *history_excluding_dataloaders(config, *loaders))
 
 
 def use_available_device(config):

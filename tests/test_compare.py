@@ -235,7 +235,8 @@ def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, mo
     with pytest.raises(ValueError, match=r"'seed' in --models 'FAME:seed=3' cannot be set: use --seeds"):
         plan("tiny", ["FAME:seed=3"], [1], overrides=settings)
     # Protocol and text pre-training keys would change one row's protocol or FAME's stage 1.
-    for refused in ("FAME:text_pretrain=True", "SASRec:topk=10", "FAME:valid_metric=hit@10"):
+    for refused in ("FAME:text_pretrain=True", "SASRec:topk=10", "FAME:valid_metric=hit@10",
+                    "SASRec:exclude_history=True"):
         key = refused.split(":")[1].split("=")[0]
         with pytest.raises(ValueError, match=rf"'{key}' in --models '{refused}' cannot be set for one variant"):
             plan("tiny", [refused], [1], overrides=settings)
@@ -298,6 +299,23 @@ def test_report_gives_a_fame_variant_the_papers_fame_row(tmp_path):
             "NDCG@10 0.0445 = 75.0% of the paper's 0.0593.") in table
     assert "FAME-N1 here" not in table and "FAME here" not in table
     assert sorted(data["paper"]["table2"]) == ["FAME", "SASRec"]
+
+
+def test_report_says_what_items_are_ranked(tmp_path):
+    records = [_fake_record("SASRec", 1, 0.07, 0.04), _fake_record("FAME", 1, 0.08, 0.05)]
+    write_reports(str(tmp_path), "beauty", "cmd", [1], ["SASRec", "FAME"], records)
+    assert "leave-one-out, ranking against all items, best epoch" in (tmp_path / "table.md").read_text()
+    # The command line's value counts over the project files' one.
+    for record in records:
+        record["settings"] = {"project_settings": {"exclude_history": False},
+                              "config_dict": {"exclude_history": True}}
+    data = write_reports(str(tmp_path), "beauty", "cmd", [1], ["SASRec", "FAME"], records)
+    assert [run["exclude_history"] for run in data["runs"]] == [True, True]
+    assert ("leave-one-out, ranking against the items each user had not had before the target "
+            "(`exclude_history`), best epoch") in (tmp_path / "table.md").read_text()
+    records[0]["settings"]["config_dict"] = {}
+    with pytest.raises(ValueError, match="runs with and without exclude_history cannot share one table"):
+        write_reports(str(tmp_path), "beauty", "cmd", [1], ["SASRec", "FAME"], records)
 
 
 def test_run_compare_cli_names_a_bad_model(tmp_path):

@@ -43,6 +43,28 @@ def test_predict_matches_full_sort(tiny_config, head_mixing):
     torch.testing.assert_close(single, full[torch.arange(len(batch)), item_ids])
 
 
+def test_positions_from_end_counts_back_from_the_newest_item(tiny_config):
+    """positions_from='end' gives position 0 to the newest item: on histories of length n it is
+    the 'start' model with the first n position rows reversed."""
+    end_model, _, test_data = build_fame(tiny_config, positions_from="end")
+    start_model, _, _ = build_fame(tiny_config)
+    start_model.load_state_dict(end_model.state_dict())
+    end_model.eval(), start_model.eval()
+    batch = first_batch(test_data)
+    lengths = batch[end_model.ITEM_SEQ_LEN]
+    n = int(lengths.min())
+    # The last n items of each history, left-aligned with padding after them, as RecBole pads.
+    seq = torch.zeros_like(batch[end_model.ITEM_SEQ])
+    for row, length in enumerate(lengths.tolist()):
+        seq[row, :n] = batch[end_model.ITEM_SEQ][row, length - n:length]
+    short = type(batch)({end_model.ITEM_SEQ: seq, end_model.ITEM_SEQ_LEN: torch.full_like(lengths, n)})
+    with torch.no_grad():
+        end_scores = end_model.full_sort_predict(short)
+        assert not torch.allclose(end_scores, start_model.full_sort_predict(short))
+        start_model.position_embedding.weight[:n] = end_model.position_embedding.weight[:n].flip(0)
+        torch.testing.assert_close(end_scores, start_model.full_sort_predict(short), rtol=0, atol=1e-6)
+
+
 def _attention_pair(n_heads, n_experts, hidden_size=16):
     """RecBole's MultiHeadAttention and an MoE attention whose N experts all equal its W_Q."""
     torch.manual_seed(0)
@@ -181,6 +203,7 @@ def test_right_padding_does_not_change_scores(tiny_config):
         ({"expert_init": "zeros"}, "'expert_init' must be one of"),
         ({"facet_projection_init": "eye"}, "'facet_projection_init' must be one of"),
         ({"head_mixing": "logits"}, "'head_mixing' must be one of"),
+        ({"positions_from": "middle"}, "'positions_from' must be one of"),
         ({"head_mixing": "probabilities", "loss_type": "BPR"},
          "head_mixing='probabilities' needs loss_type='CE'"),
     ],

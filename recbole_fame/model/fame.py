@@ -26,6 +26,7 @@ from recbole_fame.model.layers import FINAL_RESIDUALS, FAMEEncoder
 EXPERT_INITS = ("pretrained", "random")
 FACET_PROJECTION_INITS = ("selector", "scaled_selector")
 HEAD_MIXINGS = ("scores", "probabilities")
+POSITIONS_FROM = ("start", "end")
 
 
 class FAME(SequentialRecommender):
@@ -91,6 +92,7 @@ class FAME(SequentialRecommender):
         # Checkpoints saved before this key existed hold no value for it: they used the selector.
         self.facet_projection_init = config["facet_projection_init"] or "selector"
         self.head_mixing = config["head_mixing"] or "scores"  # likewise: older checkpoints mixed scores
+        self.positions_from = config["positions_from"] or "start"  # likewise: RecBole's positions
         self._check_config()
         self.head_size = self.hidden_size // self.n_heads
 
@@ -156,6 +158,10 @@ class FAME(SequentialRecommender):
         if self.head_mixing not in HEAD_MIXINGS:
             raise ValueError(
                 f"FAME: 'head_mixing' must be one of {HEAD_MIXINGS}, got {self.head_mixing!r}"
+            )
+        if self.positions_from not in POSITIONS_FROM:
+            raise ValueError(
+                f"FAME: 'positions_from' must be one of {POSITIONS_FROM}, got {self.positions_from!r}"
             )
         if self.head_mixing == "probabilities" and self.loss_type != "CE":
             raise ValueError(
@@ -249,6 +255,10 @@ class FAME(SequentialRecommender):
     def _facets(self, item_seq, item_seq_len):
         """gate [B, H] (Eq. 10), F^(h) [B, H, d'] (Eq. 7) and expert_weights [B, H, N] (Eq. 16)."""
         position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
+        if self.positions_from == "end":
+            # The newest item gets position 0, as in SASRec's own right-aligned sequences; padding
+            # (after the newest item, never attended to under the causal mask) gets 0 as well.
+            position_ids = (item_seq_len.unsqueeze(1) - 1 - position_ids).clamp_min(0)  # [B, T]
         input_emb = self.item_embedding(item_seq) + self.position_embedding(position_ids)
         input_emb = self.dropout(self.LayerNorm(input_emb))
         attention_mask = self.get_attention_mask(item_seq)
