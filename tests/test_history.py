@@ -101,3 +101,18 @@ def test_it_needs_full_ranking(tiny_config):
     )
     with pytest.raises(ValueError, match=r"exclude_history is for full-sort evaluation"):
         prepare_data(config)
+
+
+def test_a_run_reports_the_ranking_it_was_made_with(tiny_config):
+    from helpers import load_script
+    from recbole_fame.quick_start import run
+
+    result = run(model="FAME", dataset="tiny",
+                 config_dict={**tiny_config, "pretrain": False, "exclude_history": True})
+    protocol = load_script(os.path.join("benchmarks", "protocol.py"))
+    both = protocol.evaluate_both(result["model_file"])
+    assert both["exclude_history"]["test"] == {key: result["test_result"][key] for key in protocol.METRICS}
+    assert both["all items"]["test"] != both["exclude_history"]["test"]
+    for ranking in both.values():
+        for split in ranking.values():
+            assert all(0 <= value <= 1 for value in split.values())
