@@ -13,6 +13,7 @@ Every other --key=value is a config key for all models, as in run_fame.py.
 import argparse
 import os
 import shlex
+import signal
 import sys
 
 from recbole_fame.checkpoint import CheckpointError
@@ -46,6 +47,9 @@ def main():
     command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv if arg != "--report_only"])
     sys.argv = sys.argv[:1]  # RecBole's Config would read the --key=value arguments a second time
     options = {"paper_table": args.paper_table} if args.paper_table else {}
+    # kill (SIGTERM) stops a comparison as Ctrl-C does: the run in progress is stopped with it,
+    # rather than training on in a process nobody waits for.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         compare(
             dataset=args.dataset,

@@ -374,3 +374,47 @@ def test_chart_keeps_long_variant_labels_apart_and_the_legend_above_the_bars(tmp
         assert left.x1 < right.x0, (left, right)
     bar_top = max(patch.get_window_extent(renderer).y1 for patch in axes.patches)
     assert axes.get_legend().get_window_extent(renderer).y0 > bar_top
+
+
+def _processes_in(folder):
+    """PIDs of the processes whose working directory is ``folder``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/cwd") == str(folder):
+                pids.append(int(entry))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the processes through /proc")
+def test_kill_stops_the_run_in_progress_too(tiny_data, tmp_path):
+    import signal
+    import time
+
+    work = tmp_path / "work"
+    work.mkdir()
+    parent = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "run_compare.py"), "--dataset=tiny", "--models", "SASRec",
+         "--seeds", "1", f"--data_path={tiny_data}", "--epochs=100000", "--stopping_step=100000",
+         "--show_progress=False", "--out=out"],
+        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        # The run is training once its checkpoint is written after its first epoch.
+        while not list((work / "out" / "checkpoints").glob("*/*.pth")) and time.time() < deadline:
+            assert parent.poll() is None, parent.communicate()
+            time.sleep(0.2)
+        assert len(_processes_in(work)) >= 2  # the comparison and its run (and a fork server)
+        parent.send_signal(signal.SIGTERM)
+        _, stderr = parent.communicate(timeout=60)
+        assert parent.returncode != 0 and "interrupted: the finished runs are kept in" in stderr
+        while _processes_in(work) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _processes_in(work) == []
+    finally:
+        for pid in _processes_in(work):
+            os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
