@@ -31,6 +31,11 @@
    after each save so that none reads a file being written.
 6. Folders made by several processes at once: RecBole's ``ensure_dir`` checks, then creates, so
    two ranks making ``log/`` or ``checkpoint_dir`` together failed with ``FileExistsError``.
+7. NumPy's removed aliases (``np.float``, ``np.bool``, ...): RecBole's evaluator and dataset code
+   still use them, and only building a ``Config`` puts them back (``Config.compatibility_settings``).
+   A process that evaluates a model reloaded with its pickled config, building none, failed in
+   RecBole's NDCG with ``AttributeError: module 'numpy' has no attribute 'float'``. RecBole's own
+   function now runs once, at import.
 """
 
 import functools
@@ -63,6 +68,7 @@ def apply():
     _distributed_device_with_gloo_on_cpu()
     _one_checkpoint_file_per_run()
     _ensure_dir_safe_for_concurrent_processes()
+    Config.compatibility_settings(None)  # uses nothing of the instance
     _applied = True
 
 

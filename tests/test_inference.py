@@ -40,6 +40,28 @@ def test_load_data_and_model_gives_back_the_tested_model(tiny_config, model):
     assert len(train_data._dataset) > len(test_data._dataset) == 40
 
 
+def test_a_new_process_reloads_and_evaluates_a_model(tiny_config, tmp_path):
+    """Only this process built a Config (which puts NumPy's removed aliases back for RecBole): a
+    process that only reloads a checkpoint and evaluates it must work too."""
+    import json
+    import subprocess
+    import sys
+
+    result = run(model="SASRec", dataset="tiny", config_dict=tiny_config)
+    script = (
+        "import json, sys\n"
+        "from recbole.utils import get_trainer\n"
+        "from recbole_fame import load_data_and_model\n"
+        "config, model, _, _, _, test_data = load_data_and_model(sys.argv[1])\n"
+        "trainer = get_trainer(config['MODEL_TYPE'], config['model'])(config, model)\n"
+        "print(json.dumps(dict(trainer.evaluate(test_data, load_best_model=False))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, result["model_file"]], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == dict(result["test_result"])
+
+
 def test_load_data_and_model_without_fast_layers_keeps_recboles_layers(tiny_config):
     result = run(model="GRU4Rec", dataset="tiny", config_dict={**tiny_config, "fast_layers": False, "epochs": 1})
     _, loaded, *_ = load_data_and_model(result["model_file"])
