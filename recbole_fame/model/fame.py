@@ -65,6 +65,10 @@ class FAME(SequentialRecommender):
       the loss is its negative log (a mixture of softmaxes: its log-scores are not bounded by rank d).
       Scores for ranking are then ``log P(v)``; it needs ``loss_type='CE'``.
     - FFN' uses ``hidden_act`` like the backbone's feed-forward layers.
+    - ``positions_from``: ``'start'`` (default) numbers positions from the oldest item, as
+      RecBole's SASRec (and so stage 1) does; ``'end'`` from the newest, as SASRec's own code does by
+      right-aligning histories: the newest item then always has the same position embedding. With
+      a pretrained SASRec, ``'end'`` reads its position table the other way round.
 
     ``pretrained_path``: a checkpoint of RecBole's ``SASRec`` on the same dataset (name and item
     count) with the same hidden size, layers, heads, inner size, activation, LayerNorm eps and
