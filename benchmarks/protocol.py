@@ -18,6 +18,7 @@ import sys
 from recbole.utils import get_trainer
 
 from recbole_fame.checkpoint import load_checkpoint
+from recbole_fame.compare_report import run_setting
 from recbole_fame.files import write_json, write_text
 from recbole_fame.history import history_excluding_dataloaders
 from recbole_fame.inference import data_and_model
@@ -82,15 +83,14 @@ def main():
     for path in args.runs:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
-        settings = record["settings"]
-        chosen = {**settings["project_settings"], **settings["config_dict"]}.get("exclude_history")
+        chosen = run_setting(record, "exclude_history")
         rows.append({"model": record["model"], "seed": record["seed"], "dataset": record["dataset"],
                      "chosen_under": "exclude_history" if chosen else "all items",
                      "model_file": record["model_file"], "result": evaluate_both(record["model_file"])})
     out = args.out or os.path.join("results", f"protocol-{rows[0]['dataset']}.md")
     write_json(os.path.splitext(out)[0] + ".json", {"command": command, "runs": rows})
     write_text(out, markdown(command, rows))
-    print(open(out).read())
+    print(markdown(command, rows))
 
 
 if __name__ == "__main__":

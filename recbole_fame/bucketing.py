@@ -113,6 +113,7 @@ def bucket_dataloaders(config, train_data, valid_data, test_data):
         config["model"] in TRIMMABLE_MODELS
         and config["single_spec"]
         and isinstance(valid_data, FullSortEvalDataLoader)
+        and isinstance(test_data, FullSortEvalDataLoader)  # a sampled test must stay sampled
     ):
         if bucket_train:
             getLogger().warning(

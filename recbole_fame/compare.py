@@ -57,8 +57,8 @@ CONTROLLED_KEYS = {
 # What a variant (Model:key=value) may not set: it would change the protocol of its row alone
 # (the tables assume one protocol and validation by NDCG@10), or, for FAME, stage 1 (the text
 # pre-training initialises the SASRec that FAME is fine-tuned from, not FAME itself).
-VARIANT_REFUSED_KEYS = ("topk", "metrics", "valid_metric", "eval_args", "exclude_history", "data_path", "load_col",
-                        "benchmark_filename", "user_inter_num_interval", "item_inter_num_interval")
+VARIANT_REFUSED_KEYS = ("topk", "metrics", "valid_metric", "eval_args", "exclude_history", "data_path",
+                        "load_col", "benchmark_filename", "user_inter_num_interval", "item_inter_num_interval")
 VARIANT_REFUSED_PREFIXES = ("text_",)
 
 # What the tables report (compare_report.METRICS): other topk or metrics may add to it.

@@ -94,7 +94,7 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
         "runs": [{**row, "model_file": record["model_file"], "device": record["device"],
                   "stage_one_seconds": record.get("stage_one_seconds"),
                   "pipeline": record.get("settings", {}).get("pipeline"),
-                  "exclude_history": _run_setting(record, "exclude_history")}
+                  "exclude_history": run_setting(record, "exclude_history")}
                  for row, record in zip(rows, records)],
         "paper": None if paper is None else {"dataset": paper[0], "table2": {
             model: values for model, values in paper[1].items() if model in compared}},
@@ -130,7 +130,7 @@ def _cell(entry, column, digits):
     return _number(mean, digits) if sd is None else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
-def _run_setting(record, key):
+def run_setting(record, key):
     """A run's value of ``key``: its command line's, else its project files' (None: not recorded)."""
     settings = record.get("settings", {})
     return {**settings.get("project_settings", {}), **settings.get("config_dict", {})}.get(key)
@@ -138,7 +138,7 @@ def _run_setting(record, key):
 
 def _ranking_text(runs):
     """What every item is ranked against, from the runs' ``exclude_history``."""
-    texts = {"ranking against the items each user had not had before the target (`exclude_history`)"
+    texts = {"ranking against all items but those each user had before the target (`exclude_history`)"
              if run.get("exclude_history") else "ranking against all items" for run in runs}
     if len(texts) > 1:
         raise ValueError("runs with and without exclude_history cannot share one table")

@@ -35,7 +35,7 @@
    still use them, and only building a ``Config`` puts them back (``Config.compatibility_settings``).
    A process that evaluates a model reloaded with its pickled config, building none, failed in
    RecBole's NDCG with ``AttributeError: module 'numpy' has no attribute 'float'``. RecBole's own
-   function now runs once, at import.
+   function runs once, at import (it uses nothing of the instance, in the pinned RecBole 1.2.1).
 """
 
 import functools

@@ -11,7 +11,7 @@ or all but the last). In those files no user has an item twice, so the target is
 With ``exclude_history: True`` the evaluation loaders return, for sequential samples too, RecBole's
 own ``history_index`` (rows, items), whose scores RecBole's trainer sets to -inf, as it does for
 general models: the user's training items (the first one included) and the sample's input history,
-which at test time holds the validation item. -inf rather than S3-Rec's 0 leaves no such item in the
+which at test time holds the validation item (the leave-one-out split is required). -inf rather than S3-Rec's 0 leaves no such item in the
 top k even when every other score is negative. A target the user had before (possible in other
 data) is then ranked below every other item, as in S3-Rec.
 """
@@ -27,17 +27,16 @@ from recbole.utils import ModelType
 class HistoryExclusion:
     """Mixin for a full-sort evaluation loader: its batches carry the items of each user's past."""
 
-    def __init__(self, config, dataset, sampler, shuffle=False, earlier_items=None):
+    def __init__(self, config, dataset, sampler, earlier_items, shuffle=False):
         self._earlier_items = earlier_items  # csr [users, items]: the user's training items
         self._item_seq_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
         super().__init__(config, dataset, sampler, shuffle=shuffle)
 
     def collate_fn(self, index):
-        interaction, history_index, positive_u, positive_i = super().collate_fn(index)
-        if history_index is None:
-            history_index = earlier_items_index(
-                interaction[self.uid_field], interaction[self._item_seq_field], self._earlier_items
-            )
+        interaction, _, positive_u, positive_i = super().collate_fn(index)  # None for sequential
+        history_index = earlier_items_index(
+            interaction[self.uid_field], interaction[self._item_seq_field], self._earlier_items
+        )
         return interaction, history_index, positive_u, positive_i
 
 
@@ -63,14 +62,20 @@ def history_excluding_dataloaders(config, train_data, valid_data, test_data):
     for general models, whose RecBole loaders already do it) the loaders unchanged."""
     if not config["exclude_history"] or config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
         return train_data, valid_data, test_data
-    if not isinstance(valid_data, FullSortEvalDataLoader):
-        raise ValueError(
-            "exclude_history is for full-sort evaluation (eval_args mode: full); "
-            f"this config evaluates with {type(valid_data).__name__}"
-        )
+    for data in (valid_data, test_data):
+        if not isinstance(data, FullSortEvalDataLoader):
+            raise ValueError(
+                "exclude_history is for full-sort evaluation (eval_args mode: full); "
+                f"this config evaluates with {type(data).__name__}"
+            )
+    # Leave-one-out: the training items and the input history are all the items before the
+    # target (the validation item, at test time, is the input's last). Other splits would need
+    # the validation items older than the input window too.
+    split = config["eval_args"]["split"]
+    if list(split) != ["LS"]:
+        raise ValueError(f"exclude_history needs the leave-one-out split (eval_args split: LS), got {split}")
     earlier_items = train_data._dataset.inter_matrix(form="csr")
     return (train_data, *(
-        _excluding(type(data))(config, data._dataset, data._sampler, shuffle=False,
-                               earlier_items=earlier_items)
+        _excluding(type(data))(config, data._dataset, data._sampler, earlier_items)
         for data in (valid_data, test_data)
     ))

@@ -311,7 +311,7 @@ def test_report_says_what_items_are_ranked(tmp_path):
                               "config_dict": {"exclude_history": True}}
     data = write_reports(str(tmp_path), "beauty", "cmd", [1], ["SASRec", "FAME"], records)
     assert [run["exclude_history"] for run in data["runs"]] == [True, True]
-    assert ("leave-one-out, ranking against the items each user had not had before the target "
+    assert ("leave-one-out, ranking against all items but those each user had before the target "
             "(`exclude_history`), best epoch") in (tmp_path / "table.md").read_text()
     records[0]["settings"]["config_dict"] = {}
     with pytest.raises(ValueError, match="runs with and without exclude_history cannot share one table"):
@@ -408,6 +408,7 @@ def test_kill_stops_the_run_in_progress_too(tiny_data, tmp_path):
             time.sleep(0.2)
         assert len(_processes_in(work)) >= 2  # the comparison and its run (and a fork server)
         parent.send_signal(signal.SIGTERM)
+        deadline = time.time() + 60
         _, stderr = parent.communicate(timeout=60)
         assert parent.returncode != 0 and "interrupted: the finished runs are kept in" in stderr
         while _processes_in(work) and time.time() < deadline:

@@ -12,7 +12,7 @@ from recbole_fame.config import get_model
 from recbole_fame.quick_start import prepare_data
 
 
-def earlier_items_from_file(data_path, dataset, skip_last):
+def earlier_items_from_file(data_path, skip_last):
     """user token -> set of item tokens, each user's items in time order without the last ``skip_last``."""
     rows = {}
     with open(os.path.join(data_path, "tiny", "tiny.inter")) as f:
@@ -40,8 +40,8 @@ def test_the_ranking_leaves_out_exactly_the_items_before_the_target(tiny_config,
     dataset, _, valid_data, test_data = prepare_data(config)
     assert isinstance(valid_data, LengthBucketEvalDataLoader) == (length_groups > 1)
     # Validation: every item but the last two; test: every item but the last (the validation one included).
-    assert masked_sets(valid_data, dataset) == earlier_items_from_file(tiny_data, dataset, 2)
-    assert masked_sets(test_data, dataset) == earlier_items_from_file(tiny_data, dataset, 1)
+    assert masked_sets(valid_data, dataset) == earlier_items_from_file(tiny_data, 2)
+    assert masked_sets(test_data, dataset) == earlier_items_from_file(tiny_data, 1)
 
 
 def test_off_keeps_recboles_ranking_of_every_item(tiny_config):
@@ -80,7 +80,7 @@ def test_test_metrics_are_those_of_the_ranking_without_earlier_items(tiny_config
     model.eval()
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     result = trainer.evaluate(test_data, load_best_model=False)
-    earlier = earlier_items_from_file(tiny_data, dataset, 1)
+    earlier = earlier_items_from_file(tiny_data, 1)
     hit, ndcg = manual_test_metrics(model, test_data, dataset, earlier)
     assert result["hit@10"] == pytest.approx(hit, abs=1e-6)
     assert result["ndcg@10"] == pytest.approx(ndcg, abs=1e-6)
@@ -94,16 +94,20 @@ def test_test_metrics_are_those_of_the_ranking_without_earlier_items(tiny_config
     assert plain["ndcg@10"] != result["ndcg@10"]
 
 
-def test_it_needs_full_ranking(tiny_config):
-    config = make_config(
-        "FAME", tiny_config, exclude_history=True,
-        eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni10"},
-    )
-    with pytest.raises(ValueError, match=r"exclude_history is for full-sort evaluation"):
+@pytest.mark.parametrize("eval_args, message", [
+    ({"split": {"LS": "valid_and_test"}, "mode": "uni10"}, r"is for full-sort evaluation .* NegSampleEvalDataLoader"),
+    ({"split": {"LS": "valid_and_test"}, "mode": {"valid": "full", "test": "uni10"}},
+     r"is for full-sort evaluation .* NegSampleEvalDataLoader"),
+    ({"split": {"RS": [0.8, 0.1, 0.1]}, "mode": "full"}, r"needs the leave-one-out split \(eval_args split: LS\)"),
+])
+def test_it_needs_leave_one_out_and_full_ranking(tiny_config, eval_args, message):
+    config = make_config("FAME", tiny_config, exclude_history=True,
+                         eval_args={"order": "TO", "group_by": "user", **eval_args})
+    with pytest.raises(ValueError, match=message):
         prepare_data(config)
 
 
-def test_a_run_reports_the_ranking_it_was_made_with(tiny_config):
+def test_protocol_benchmark_gives_a_runs_test_result_under_its_ranking(tiny_config):
     from helpers import load_script
     from recbole_fame.quick_start import run
 
@@ -113,6 +117,3 @@ def test_a_run_reports_the_ranking_it_was_made_with(tiny_config):
     both = protocol.evaluate_both(result["model_file"])
     assert both["exclude_history"]["test"] == {key: result["test_result"][key] for key in protocol.METRICS}
     assert both["all items"]["test"] != both["exclude_history"]["test"]
-    for ranking in both.values():
-        for split in ranking.values():
-            assert all(0 <= value <= 1 for value in split.values())

@@ -44,25 +44,26 @@ def test_predict_matches_full_sort(tiny_config, head_mixing):
 
 
 def test_positions_from_end_counts_back_from_the_newest_item(tiny_config):
-    """positions_from='end' gives position 0 to the newest item: on histories of length n it is
-    the 'start' model with the first n position rows reversed."""
+    """positions_from='end' gives position 0 to the newest item: each history of length n scores as
+    under the 'start' model with the first n position rows reversed."""
     end_model, _, test_data = build_fame(tiny_config, positions_from="end")
     start_model, _, _ = build_fame(tiny_config)
     start_model.load_state_dict(end_model.state_dict())
-    end_model.eval(), start_model.eval()
+    end_model.eval()
+    start_model.eval()
     batch = first_batch(test_data)
     lengths = batch[end_model.ITEM_SEQ_LEN]
-    n = int(lengths.min())
-    # The last n items of each history, left-aligned with padding after them, as RecBole pads.
-    seq = torch.zeros_like(batch[end_model.ITEM_SEQ])
-    for row, length in enumerate(lengths.tolist()):
-        seq[row, :n] = batch[end_model.ITEM_SEQ][row, length - n:length]
-    short = type(batch)({end_model.ITEM_SEQ: seq, end_model.ITEM_SEQ_LEN: torch.full_like(lengths, n)})
+    assert len(set(lengths.tolist())) > 1  # rows of several lengths in one batch
     with torch.no_grad():
-        end_scores = end_model.full_sort_predict(short)
-        assert not torch.allclose(end_scores, start_model.full_sort_predict(short))
-        start_model.position_embedding.weight[:n] = end_model.position_embedding.weight[:n].flip(0)
-        torch.testing.assert_close(end_scores, start_model.full_sort_predict(short), rtol=0, atol=1e-6)
+        end_scores = end_model.full_sort_predict(batch)
+        assert not torch.allclose(end_scores, start_model.full_sort_predict(batch))
+        table = end_model.position_embedding.weight.clone()
+        for row, n in enumerate(lengths.tolist()):
+            start_model.position_embedding.weight[:n] = table[:n].flip(0)
+            single = type(batch)({end_model.ITEM_SEQ: batch[end_model.ITEM_SEQ][row:row + 1],
+                                  end_model.ITEM_SEQ_LEN: lengths[row:row + 1]})
+            torch.testing.assert_close(end_scores[row:row + 1], start_model.full_sort_predict(single),
+                                       rtol=0, atol=1e-6)
 
 
 def _attention_pair(n_heads, n_experts, hidden_size=16):
