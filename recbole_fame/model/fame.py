@@ -260,8 +260,8 @@ class FAME(SequentialRecommender):
         """gate [B, H] (Eq. 10), F^(h) [B, H, d'] (Eq. 7) and expert_weights [B, H, N] (Eq. 16)."""
         position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
         if self.positions_from == "end":
-            # The newest item gets position 0, as in SASRec's own right-aligned sequences; padding
-            # (after the newest item, never attended to under the causal mask) gets 0 as well.
+            # The newest item always gets the same position (0 here, maxlen - 1 in SASRec's own
+            # right-aligned sequences); padding, after it and masked out, gets 0 as well.
             position_ids = (item_seq_len.unsqueeze(1) - 1 - position_ids).clamp_min(0)  # [B, T]
         input_emb = self.item_embedding(item_seq) + self.position_embedding(position_ids)
         input_emb = self.dropout(self.LayerNorm(input_emb))
