@@ -11,9 +11,10 @@ or all but the last). In those files no user has an item twice, so the target is
 With ``exclude_history: True`` the evaluation loaders return, for sequential samples too, RecBole's
 own ``history_index`` (rows, items), whose scores RecBole's trainer sets to -inf, as it does for
 general models: the user's training items (the first one included) and the sample's input history,
-which at test time holds the validation item (the leave-one-out split is required). -inf rather than S3-Rec's 0 leaves no such item in the
-top k even when every other score is negative. A target the user had before (possible in other
-data) is then ranked below every other item, as in S3-Rec.
+which at test time holds the validation item (the leave-one-out split is required). -inf rather
+than S3-Rec's 0 leaves no such item in the top k even when every other score is negative. A
+target the user had before (possible in other data) is then ranked below every other item, as in
+S3-Rec.
 """
 
 import functools
