@@ -44,7 +44,9 @@ def run_row(record):
 
 
 def summarize(rows, models):
-    """Per model (in ``models`` order, those with a finished run): seeds, mean and sample sd."""
+    """Per model (in ``models`` order, those with a finished run): seeds, mean and sample sd,
+    unrounded: the table rounds them once (rounded to 6 places first, a sd of 0.0104504 would
+    show as 0.0104)."""
     summary = []
     for model in models:
         own = [row for row in rows if row["model"] == model]
@@ -53,10 +55,16 @@ def summarize(rows, models):
         mean, sd = {}, {}
         for column in COLUMNS[2:]:
             values = [row[column] for row in own if row[column] is not None]
-            mean[column] = round(statistics.mean(values), 6) if values else None
-            sd[column] = round(statistics.stdev(values), 6) if len(values) > 1 else None
+            mean[column] = statistics.mean(values) if values else None
+            sd[column] = statistics.stdev(values) if len(values) > 1 else None
         summary.append({"model": model, "seeds": [row["seed"] for row in own], "mean": mean, "sd": sd})
     return summary
+
+
+def _rounded(entry, digits=6):
+    """A :func:`summarize` entry with its means and sds rounded, for results.json and table.csv."""
+    return {**entry, **{kind: {column: None if value is None else round(value, digits)
+                               for column, value in entry[kind].items()} for kind in ("mean", "sd")}}
 
 
 def read_paper_table(path, dataset):
@@ -100,10 +108,11 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
             model: values for model, values in paper[1].items() if model in compared}},
     }
     os.makedirs(out, exist_ok=True)
-    write_json(os.path.join(out, "results.json"), data)
-    write_text(os.path.join(out, "table.csv"), _csv(rows, summary))
     write_text(os.path.join(out, "table.md"), _markdown(data, paper))
     _chart(os.path.join(out, "chart.png"), dataset, rows, summary)
+    data["summary"] = [_rounded(entry) for entry in summary]
+    write_json(os.path.join(out, "results.json"), data)
+    write_text(os.path.join(out, "table.csv"), _csv(rows, data["summary"]))
     return data
 
 

@@ -286,6 +286,18 @@ def test_report_mean_sd_and_the_papers_rows(tmp_path):
     assert (tmp_path / "chart.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_report_rounds_mean_and_sd_once(tmp_path):
+    # ml-100k SASRec test HR@10 of three seeds: sd 0.0104504, which shows as 0.0104 if first
+    # rounded to the 6 places of results.json.
+    records = [_fake_record("SASRec", seed, hit10, 0.1) for seed, hit10 in
+               ((2020, 0.2185), (2021, 0.1994), (2022, 0.2163))]
+    data = write_reports(str(tmp_path), "ml-100k", "python run_compare.py", [2020, 2021, 2022],
+                         ["SASRec"], records)
+    assert "| SASRec | 3 | 0.1057 ± 0.0052 | 0.2114 ± 0.0105 |" in (tmp_path / "table.md").read_text()
+    assert data["summary"][0]["sd"]["HR@10"] == 0.01045
+    assert "SASRec,sd,0.005225,0.01045," in (tmp_path / "table.csv").read_text()
+
+
 def test_report_gives_a_fame_variant_the_papers_fame_row(tmp_path):
     # Beauty's paper row: FAME HR@10 0.0978, NDCG@10 0.0593; FAME-N1 has no row of its own.
     records = [_fake_record("SASRec", 1, 0.07, 0.04),
