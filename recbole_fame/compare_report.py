@@ -102,7 +102,8 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
         "runs": [{**row, "model_file": record["model_file"], "device": record["device"],
                   "stage_one_seconds": record.get("stage_one_seconds"),
                   "pipeline": record.get("settings", {}).get("pipeline"),
-                  "exclude_history": run_setting(record, "exclude_history")}
+                  "exclude_history": run_setting(record, "exclude_history"),
+                  "train_exclude_history": run_setting(record, "train_exclude_history")}
                  for row, record in zip(rows, records)],
         "paper": None if paper is None else {"dataset": paper[0], "table2": {
             model: values for model, values in paper[1].items() if model in compared}},
@@ -154,6 +155,15 @@ def _ranking_text(runs):
     return next(iter(texts), "ranking against all items")
 
 
+def _training_text(runs):
+    """The runs whose training cross-entropy leaves out each sample's input items, if any."""
+    masked = list(dict.fromkeys(run["model"] for run in runs if run.get("train_exclude_history")))
+    if not masked:
+        return ""
+    who = "every model" if all(run.get("train_exclude_history") for run in runs) else ", ".join(masked)
+    return f"; {who} trained with a cross-entropy without each sample's input items (`train_exclude_history`)"
+
+
 def _pipeline_line(runs):
     """The training pipeline (``compare.PIPELINE_KEYS``) of the runs, one line per distinct one."""
     pipelines = {}
@@ -178,7 +188,8 @@ def _markdown(data, paper):
         f"Test split, mean ± sample sd over seeds {', '.join(map(str, seeds))} "
         f"({data['runs_finished']} of {data['runs_planned']} runs finished). Every model ran through "
         "`recbole_fame.quick_start` with the same protocol (`properties/overall.yaml`: leave-one-out, "
-        f"{_ranking_text(data['runs'])}, best epoch by validation NDCG@10), settings and seed.",
+        f"{_ranking_text(data['runs'])}, best epoch by validation NDCG@10{_training_text(data['runs'])}), "
+        "settings and seed.",
         "",
         _pipeline_line(data["runs"]),
         "",

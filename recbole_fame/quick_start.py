@@ -29,6 +29,7 @@ from recbole_fame.facet_pretrain import (
 )
 from recbole_fame.files import write_json
 from recbole_fame.history import history_excluding_dataloaders
+from recbole_fame.history_loss import history_masked
 from recbole_fame.length_groups import length_grouped
 from recbole_fame.speedups import keep_freed_memory, use_fast_layers
 from recbole_fame.trainer import resumable
@@ -274,6 +275,7 @@ def train_and_test(
     model = build_model(config, train_data._dataset, load_pretrained=resume_file is None)
     logger.info(model)
     trainer_class = length_grouped(resumable(get_trainer(config["MODEL_TYPE"], config["model"])), config)
+    trainer_class = history_masked(trainer_class, config)  # outside length_grouped: masks per group
     trainer = trainer_class(config, model)
     trainer.next_stage = next_stage
     # A resumed run's best epoch so far is the one its checkpoint holds.

@@ -298,6 +298,21 @@ def test_report_rounds_mean_and_sd_once(tmp_path):
     assert "SASRec,sd,0.005225,0.01045," in (tmp_path / "table.csv").read_text()
 
 
+def test_report_names_the_runs_trained_without_their_input_items(tmp_path):
+    masked = {"settings": {"config_dict": {"train_exclude_history": True}}}
+    records = [{**_fake_record("SASRec", 1, 0.07, 0.04), **masked}, _fake_record("CORE", 1, 0.06, 0.03)]
+    write_reports(str(tmp_path), "ml-100k", "python run_compare.py", [1], ["SASRec", "CORE"], records)
+    table = (tmp_path / "table.md").read_text()
+    assert ("best epoch by validation NDCG@10; SASRec trained with a cross-entropy without each "
+            "sample's input items (`train_exclude_history`)), settings and seed.") in table
+    records[1].update(masked)
+    write_reports(str(tmp_path), "ml-100k", "python run_compare.py", [1], ["SASRec", "CORE"], records)
+    assert "NDCG@10; every model trained with a cross-entropy without" in (tmp_path / "table.md").read_text()
+    write_reports(str(tmp_path), "ml-100k", "python run_compare.py", [1], ["SASRec"],
+                  [_fake_record("SASRec", 1, 0.07, 0.04)])
+    assert "best epoch by validation NDCG@10), settings and seed." in (tmp_path / "table.md").read_text()
+
+
 def test_report_gives_a_fame_variant_the_papers_fame_row(tmp_path):
     # Beauty's paper row: FAME HR@10 0.0978, NDCG@10 0.0593; FAME-N1 has no row of its own.
     records = [_fake_record("SASRec", 1, 0.07, 0.04),
