@@ -116,7 +116,7 @@ def test_shipped_params_files_hold_the_papers_grids(tiny_config):
     }
     assert stage_two_keys() == {
         "n_experts", "final_residual", "expert_init", "facet_projection_init", "head_mixing", "positions_from",
-        "pretrain", "pretrained_path",
+        "scoring", "scoring_temperature", "pretrain", "pretrained_path",
     }
 
 

@@ -30,9 +30,11 @@ def test_shapes_and_dtypes(tiny_config):
     assert sum(p.numel() for p in model.parameters()) < 20_000
 
 
-@pytest.mark.parametrize("head_mixing", ["scores", "probabilities"])
-def test_predict_matches_full_sort(tiny_config, head_mixing):
-    model, _, test_data = build_fame(tiny_config, head_mixing=head_mixing)
+@pytest.mark.parametrize(
+    "overrides", [{}, {"head_mixing": "probabilities"}, {"scoring": "cosine"}], ids=str
+)
+def test_predict_matches_full_sort(tiny_config, overrides):
+    model, _, test_data = build_fame(tiny_config, **overrides)
     model.eval()
     batch = first_batch(test_data)
     item_ids = torch.arange(1, len(batch) + 1) % model.n_items
@@ -114,9 +116,14 @@ def test_distinct_experts_change_the_output():
     assert not torch.allclose(head_output.flatten(1), expected)
 
 
-@pytest.mark.parametrize("final_residual", ["projection", "split", "none"])
-def test_gated_facet_scores_equal_full_sort_predict(tiny_config, final_residual):
-    model, _, test_data = build_fame(tiny_config, final_residual=final_residual, n_heads=4)
+@pytest.mark.parametrize(
+    "overrides",
+    [{"final_residual": "projection"}, {"final_residual": "split"}, {"final_residual": "none"},
+     {"scoring": "cosine"}],
+    ids=str,
+)
+def test_gated_facet_scores_equal_full_sort_predict(tiny_config, overrides):
+    model, _, test_data = build_fame(tiny_config, n_heads=4, **overrides)
     model = model.double().eval()
     with torch.no_grad():
         torch.nn.init.normal_(model.facet_projection.weight)  # not the identity it starts as
@@ -178,6 +185,32 @@ def test_facet_projection_init_sets_the_user_vector_scale(tiny_config, facet_pro
     torch.testing.assert_close(user_vector, scale * head_output.flatten(1), rtol=0, atol=1e-12)
 
 
+def test_cosine_scoring_is_the_dot_product_of_unit_vectors_over_the_temperature(tiny_config):
+    dot_model, train_data, test_data = build_fame(tiny_config)
+    cosine_model, _, _ = build_fame(tiny_config, scoring="cosine", scoring_temperature=0.5)
+    cosine_model.load_state_dict(dot_model.state_dict())
+    dot_model, cosine_model = dot_model.double().eval(), cosine_model.double().eval()
+    batch = first_batch(test_data)
+    with torch.no_grad():
+        user_vector = dot_model.forward(batch[dot_model.ITEM_SEQ], batch[dot_model.ITEM_SEQ_LEN])
+        items = dot_model.item_embedding.weight
+        expected = (user_vector @ items.T) / (
+            0.5 * user_vector.norm(dim=-1, keepdim=True) * items.norm(dim=-1).clamp_min(1e-12)
+        )
+        scores = cosine_model.full_sort_predict(batch)
+        dot_scores = dot_model.full_sort_predict(batch)
+    torch.testing.assert_close(scores, expected, rtol=1e-12, atol=1e-12)
+    assert scores[:, 1:].abs().max() <= 2.0 + 1e-9  # a cosine is at most 1, over 0.5
+    assert not torch.equal(scores.argsort(-1), dot_scores.argsort(-1))  # item norms count in 'dot'
+
+    for loss_type in ("CE", "BPR"):
+        model, train_data, _ = build_fame(tiny_config, scoring="cosine", loss_type=loss_type)
+        loss = model.calculate_loss(first_batch(train_data))
+        assert loss.dim() == 0 and torch.isfinite(loss)
+        loss.backward()
+        assert model.item_embedding.weight.grad.abs().sum() > 0
+
+
 def test_right_padding_does_not_change_scores(tiny_config):
     model, _, test_data = build_fame(tiny_config, MAX_ITEM_LIST_LENGTH=20)
     model.eval()
@@ -207,6 +240,11 @@ def test_right_padding_does_not_change_scores(tiny_config):
         ({"positions_from": "middle"}, "'positions_from' must be one of"),
         ({"head_mixing": "probabilities", "loss_type": "BPR"},
          "head_mixing='probabilities' needs loss_type='CE'"),
+        ({"scoring": "euclidean"}, "'scoring' must be one of"),
+        ({"scoring": "cosine", "scoring_temperature": 0}, "'scoring_temperature' must be a number > 0, got 0"),
+        ({"scoring": "cosine", "scoring_temperature": "warm"}, "got 'warm'"),
+        ({"scoring": "cosine", "head_mixing": "probabilities"},
+         "scoring='cosine' needs head_mixing='scores'"),
     ],
 )
 def test_invalid_config_raises(tiny_config, overrides, message):

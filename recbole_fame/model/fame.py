@@ -27,6 +27,7 @@ EXPERT_INITS = ("pretrained", "random")
 FACET_PROJECTION_INITS = ("selector", "scaled_selector")
 HEAD_MIXINGS = ("scores", "probabilities")
 POSITIONS_FROM = ("start", "end")
+SCORINGS = ("dot", "cosine")
 
 
 class FAME(SequentialRecommender):
@@ -70,6 +71,11 @@ class FAME(SequentialRecommender):
       right-aligning histories: the newest item then always has the same position embedding. With
       a pretrained SASRec, ``'end'`` reads its position table the other way round.
 
+    Beyond the paper, off by default: ``scoring: 'cosine'`` scores item v by the cosine of the user
+    vector u and x_v divided by ``scoring_temperature``, as CORE (Hou et al., SIGIR 2022) does,
+    instead of Eq. 8's dot product (``'dot'``). Both norms are per user and per item, so each
+    head's score is divided by the same two and Eq. 11's gate-weighted sum still holds.
+
     ``pretrained_path``: a checkpoint of RecBole's ``SASRec`` on the same dataset (name and item
     count) with the same hidden size, layers, heads, inner size, activation, LayerNorm eps and
     sequence length. Embeddings, position embeddings, layers 1..L-1
@@ -97,6 +103,8 @@ class FAME(SequentialRecommender):
         self.facet_projection_init = config["facet_projection_init"] or "selector"
         self.head_mixing = config["head_mixing"] or "scores"  # likewise: older checkpoints mixed scores
         self.positions_from = config["positions_from"] or "start"  # likewise: RecBole's positions
+        self.scoring = config["scoring"] or "dot"  # likewise: Eq. 8's dot product
+        self.scoring_temperature = config["scoring_temperature"]
         self._check_config()
         self.head_size = self.hidden_size // self.n_heads
 
@@ -167,6 +175,20 @@ class FAME(SequentialRecommender):
             raise ValueError(
                 f"FAME: 'positions_from' must be one of {POSITIONS_FROM}, got {self.positions_from!r}"
             )
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"FAME: 'scoring' must be one of {SCORINGS}, got {self.scoring!r}")
+        if self.scoring == "cosine":
+            temperature = self.scoring_temperature
+            is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+            if not (is_number and temperature > 0):
+                raise ValueError(
+                    f"FAME: 'scoring_temperature' must be a number > 0, got {temperature!r}"
+                )
+            if self.head_mixing != "scores":
+                raise ValueError(
+                    "FAME: scoring='cosine' needs head_mixing='scores' (it normalises the mixed "
+                    f"user vector), got head_mixing={self.head_mixing!r}"
+                )
         if self.head_mixing == "probabilities" and self.loss_type != "CE":
             raise ValueError(
                 "FAME: head_mixing='probabilities' needs loss_type='CE' (the mixture is a "
@@ -276,18 +298,31 @@ class FAME(SequentialRecommender):
         """The user vector u [B, d] with x_v . u equal to Eq. 11's score of item v under
         ``head_mixing='scores'``."""
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
+        return self._user_vector(gate, head_output)
+
+    def _user_vector(self, gate, head_output):
         weighted = (gate.unsqueeze(-1) * head_output).flatten(1)  # [B, H*d']
         # sum_h gate_h W_f^(h) F^(h): facet_projection's weight is W_f stacked by head.
         return torch.matmul(weighted, self.facet_projection.weight)
+
+    def _scoring_vectors(self, user_vector, item_vectors):
+        """What the dot product of Eq. 8 takes under ``scoring``: the vectors themselves, or both
+        unit-normalised with the user's divided by the temperature."""
+        if self.scoring == "dot":
+            return user_vector, item_vectors
+        user_vector = nn.functional.normalize(user_vector, dim=-1) / self.scoring_temperature
+        return user_vector, nn.functional.normalize(item_vectors, dim=-1)
 
     def _item_scores(self, item_seq, item_seq_len):
         """Eq. 11 over the whole item table, [B, n_items]: the mixed score, or log P(v) when the
         gate mixes the heads' probabilities."""
         if self.head_mixing == "scores":
-            user_vector = self.forward(item_seq, item_seq_len)
-            return torch.matmul(user_vector, self.item_embedding.weight.transpose(0, 1))
+            user_vector, items = self._scoring_vectors(
+                self.forward(item_seq, item_seq_len), self.item_embedding.weight
+            )
+            return torch.matmul(user_vector, items.transpose(0, 1))
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
-        return self.mix_heads(gate, self._head_scores(head_output))
+        return self.mix_heads(gate, self._head_scores(gate, head_output))
 
     def mix_heads(self, gate, head_scores):
         """Eq. 11: gate [B, H] and head_scores [B, H, n_items] into the scores [B, n_items] that
@@ -306,8 +341,8 @@ class FAME(SequentialRecommender):
         if self.loss_type == "BPR":
             user_vector = self.forward(item_seq, item_seq_len)
             neg_items = interaction[self.NEG_ITEM_ID]
-            pos_score = (user_vector * self.item_embedding(pos_items)).sum(-1)
-            neg_score = (user_vector * self.item_embedding(neg_items)).sum(-1)
+            pos_score = self._pair_scores(user_vector, pos_items)
+            neg_score = self._pair_scores(user_vector, neg_items)
             return self.loss_fct(pos_score, neg_score)
         # Eq. 18; under 'probabilities' the scores are already log P(v), which softmax leaves as is.
         return self.loss_fct(self._item_scores(item_seq, item_seq_len), pos_items)
@@ -317,8 +352,12 @@ class FAME(SequentialRecommender):
         if self.head_mixing == "probabilities":  # log P(v) needs every item's score to normalise
             scores = self._item_scores(item_seq, item_seq_len)
             return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
-        user_vector = self.forward(item_seq, item_seq_len)
-        return (user_vector * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
+        return self._pair_scores(self.forward(item_seq, item_seq_len), interaction[self.ITEM_ID])
+
+    def _pair_scores(self, user_vector, item_ids):
+        """The score of one item per user, [B]."""
+        user_vector, items = self._scoring_vectors(user_vector, self.item_embedding(item_ids))
+        return (user_vector * items).sum(-1)
 
     def full_sort_predict(self, interaction):
         return self._item_scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
@@ -339,14 +378,21 @@ class FAME(SequentialRecommender):
         gate, head_output, expert_weights = self._facets(
             interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         )
-        return gate, self._head_scores(head_output), expert_weights
+        return gate, self._head_scores(gate, head_output), expert_weights
 
-    def _head_scores(self, head_output):
-        """P^(h)(v) of Eq. 8 for every item, [B, H, n_items], from F^(h) [B, H, d']."""
+    def _head_scores(self, gate, head_output):
+        """P^(h)(v) of Eq. 8 for every item, [B, H, n_items], from F^(h) [B, H, d']; under
+        ``scoring='cosine'`` divided by the temperature, |u| and |x_v| like the mixed score."""
         sub_embeddings = self.facet_projection(self.item_embedding.weight).view(
             self.n_items, self.n_heads, self.head_size
         )  # x_v^(h), [n_items, H, d']
-        return torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)
+        head_scores = torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)
+        if self.scoring == "cosine":
+            user_norm = self._user_vector(gate, head_output).norm(dim=-1).clamp_min(1e-12)  # [B]
+            item_norm = self.item_embedding.weight.norm(dim=-1).clamp_min(1e-12)  # [n_items]
+            scale = self.scoring_temperature * user_norm[:, None, None] * item_norm  # [B, 1, n_items]
+            head_scores = head_scores / scale
+        return head_scores
 
     def expert_weights(self, interaction):
         """The router's weights over each head's experts at the predicted position, [B, H, N] (Eq. 16)."""
