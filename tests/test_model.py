@@ -211,6 +211,20 @@ def test_cosine_scoring_is_the_dot_product_of_unit_vectors_over_the_temperature(
         assert model.item_embedding.weight.grad.abs().sum() > 0
 
 
+def test_configs_without_the_later_keys_build_the_default_model(tiny_config):
+    """Checkpoints saved before these keys existed hold None for them: they mean the defaults."""
+    later_keys = ("facet_projection_init", "head_mixing", "positions_from", "scoring",
+                  "scoring_temperature")
+    old_model, _, test_data = build_fame(tiny_config, **dict.fromkeys(later_keys))
+    model, _, _ = build_fame(tiny_config)
+    model.load_state_dict(old_model.state_dict())
+    assert (old_model.facet_projection_init, old_model.head_mixing, old_model.positions_from,
+            old_model.scoring) == ("selector", "scores", "start", "dot")
+    batch = first_batch(test_data)
+    with torch.no_grad():
+        assert torch.equal(old_model.eval().full_sort_predict(batch), model.eval().full_sort_predict(batch))
+
+
 def test_right_padding_does_not_change_scores(tiny_config):
     model, _, test_data = build_fame(tiny_config, MAX_ITEM_LIST_LENGTH=20)
     model.eval()
@@ -241,8 +255,9 @@ def test_right_padding_does_not_change_scores(tiny_config):
         ({"head_mixing": "probabilities", "loss_type": "BPR"},
          "head_mixing='probabilities' needs loss_type='CE'"),
         ({"scoring": "euclidean"}, "'scoring' must be one of"),
-        ({"scoring": "cosine", "scoring_temperature": 0}, "'scoring_temperature' must be a number > 0, got 0"),
+        ({"scoring": "cosine", "scoring_temperature": 0}, "'scoring_temperature' must be a finite number > 0, got 0"),
         ({"scoring": "cosine", "scoring_temperature": "warm"}, "got 'warm'"),
+        ({"scoring": "cosine", "scoring_temperature": float("inf")}, "got inf"),
         ({"scoring": "cosine", "head_mixing": "probabilities"},
          "scoring='cosine' needs head_mixing='scores'"),
     ],

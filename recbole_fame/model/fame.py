@@ -9,6 +9,8 @@ Reference:
 Equation numbers refer to that paper.
 """
 
+import math
+
 import torch
 from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -180,9 +182,9 @@ class FAME(SequentialRecommender):
         if self.scoring == "cosine":
             temperature = self.scoring_temperature
             is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-            if not (is_number and temperature > 0):
+            if not (is_number and 0 < temperature < math.inf):
                 raise ValueError(
-                    f"FAME: 'scoring_temperature' must be a number > 0, got {temperature!r}"
+                    f"FAME: 'scoring_temperature' must be a finite number > 0, got {temperature!r}"
                 )
             if self.head_mixing != "scores":
                 raise ValueError(
@@ -296,7 +298,8 @@ class FAME(SequentialRecommender):
 
     def forward(self, item_seq, item_seq_len):
         """The user vector u [B, d] with x_v . u equal to Eq. 11's score of item v under
-        ``head_mixing='scores'``."""
+        ``head_mixing='scores'`` and ``scoring='dot'`` (under ``'cosine'`` the score is
+        cos(u, x_v) / ``scoring_temperature``)."""
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
         return self._user_vector(gate, head_output)
 
