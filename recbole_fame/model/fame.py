@@ -386,16 +386,17 @@ class FAME(SequentialRecommender):
     def _head_scores(self, gate, head_output):
         """P^(h)(v) of Eq. 8 for every item, [B, H, n_items], from F^(h) [B, H, d']; under
         ``scoring='cosine'`` divided by the temperature, |u| and |x_v| like the mixed score."""
-        sub_embeddings = self.facet_projection(self.item_embedding.weight).view(
+        items = self.item_embedding.weight
+        if self.scoring == "cosine":
+            # u and x_v^(h) are linear in F^(h) and x_v: scaling those scales every head's score
+            # as the mixed one, without a pass over the [B, H, n_items] scores.
+            user_norm = self._user_vector(gate, head_output).norm(dim=-1).clamp_min(1e-12)  # [B]
+            head_output = head_output / (self.scoring_temperature * user_norm[:, None, None])
+            items = nn.functional.normalize(items, dim=-1)
+        sub_embeddings = self.facet_projection(items).view(
             self.n_items, self.n_heads, self.head_size
         )  # x_v^(h), [n_items, H, d']
-        head_scores = torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)
-        if self.scoring == "cosine":
-            user_norm = self._user_vector(gate, head_output).norm(dim=-1).clamp_min(1e-12)  # [B]
-            item_norm = self.item_embedding.weight.norm(dim=-1).clamp_min(1e-12)  # [n_items]
-            scale = self.scoring_temperature * user_norm[:, None, None] * item_norm  # [B, 1, n_items]
-            head_scores = head_scores / scale
-        return head_scores
+        return torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)
 
     def expert_weights(self, interaction):
         """The router's weights over each head's experts at the predicted position, [B, H, N] (Eq. 16)."""
