@@ -229,14 +229,21 @@ def project_settings(config, config_dict):
     in ``properties/dataset/beauty.yaml``, counts as other settings. Keys recorded elsewhere (the
     pipeline's, ``config_dict``'s, the output ones) are left out, and so is ``data_path``: where
     the atomic files lie is not a setting of the run."""
-    files = [PROTOCOL_FILE, model_defaults_file(config["model"]), dataset_settings_file(config["dataset"])]
+    keys = project_keys(config["model"], config["dataset"], config_dict)
+    # As JSON stores them, so that a record read back compares equal.
+    return json.loads(json.dumps({key: config[key] for key in sorted(keys)}, default=str))
+
+
+def project_keys(model, dataset, config_dict):
+    """The keys :func:`project_settings` records for a run of ``model`` on ``dataset``. A key added
+    to the project's yaml files later makes the runs recorded before it other settings ("None
+    then") until their records are given the value they ran with."""
+    files = [PROTOCOL_FILE, model_defaults_file(model), dataset_settings_file(dataset)]
     keys = set()
     for path in filter(None, files):
         with open(path, encoding="utf-8") as f:
             keys.update(yaml.safe_load(f) or {})
-    keys -= {*PIPELINE_KEYS, *OUTPUT_KEYS, *config_dict, "data_path"}
-    # As JSON stores them, so that a record read back compares equal.
-    return json.loads(json.dumps({key: config[key] for key in sorted(keys)}, default=str))
+    return keys - {*PIPELINE_KEYS, *OUTPUT_KEYS, *config_dict, "data_path"}
 
 
 def _stage_one_job(fame_job, common, dataset, config_file_list):

@@ -1,6 +1,7 @@
 """run_compare.py on the tiny dataset: runs, resumption, stage-1 reuse, reports, errors."""
 
 import csv
+import glob
 import json
 import math
 import os
@@ -12,7 +13,7 @@ import pytest
 
 from recbole_fame import compare as compare_module
 from recbole_fame.checkpoint import load_checkpoint
-from recbole_fame.compare import RunFailed, compare, plan
+from recbole_fame.compare import RunFailed, compare, plan, project_keys
 from recbole_fame.compare_report import write_reports
 
 from helpers import build_fame
@@ -259,6 +260,24 @@ def _fake_record(model, seed, hit10, ndcg10):
             "seconds_per_epoch": 2.0, "parameters": 1000, "peak_rss_mib": 500.0, "peak_cuda_mib": None,
             "seconds": 30.0, "stage_one_seconds": 20.0 if model == "FAME" else None,
             "model_file": f"{model}-{seed}.pth", "device": "cpu"}
+
+
+def test_committed_runs_record_every_key_of_the_project_files():
+    # A key added to properties/ without giving the committed run records the value they ran with
+    # makes --report_only refuse them ("None then"), so the README's commands no longer rebuild
+    # the tables under results/.
+    paths = sorted(glob.glob(os.path.join(REPO, "results", "*", "runs", "*.json")))
+    assert paths, "no run records under results/"
+    mismatched = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            settings = json.load(f)["settings"]
+        wanted = project_keys(settings["model"], settings["dataset"], settings["config_dict"])
+        recorded = set(settings["project_settings"])
+        if recorded != wanted:
+            mismatched.append(f"{os.path.relpath(path, REPO)}: missing {sorted(wanted - recorded)}, "
+                              f"extra {sorted(recorded - wanted)}")
+    assert not mismatched, "\n".join(mismatched)
 
 
 def test_report_mean_sd_and_the_papers_rows(tmp_path):
