@@ -17,7 +17,7 @@ import signal
 import sys
 
 from recbole_fame.checkpoint import CheckpointError
-from recbole_fame.compare import (
+from recbole_fame.experiment.compare import (
     DEFAULT_MODELS,
     DEFAULT_SEEDS,
     RunFailed,
@@ -39,7 +39,7 @@ def main():
     parser.add_argument("--config_files", default=None,
                         help="space-separated yaml files (also looked up in properties/)")
     parser.add_argument("--paper_table", default=None,
-                        help="the paper's Table 2 as CSV (default: results/fame_paper_table2.csv)")
+                        help="the paper's Table 2 as CSV (default: the copy shipped in recbole_fame/experiment/)")
     parser.add_argument("--report_only", action="store_true",
                         help="train nothing: tables from the runs finished in <out>/runs/")
     args, rest = parser.parse_known_args()

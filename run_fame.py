@@ -14,7 +14,7 @@ import sys
 
 from recbole_fame.checkpoint import CheckpointError
 from recbole_fame.quick_start import resume, run
-from recbole_fame.text_encoder import TextExtraMissing
+from recbole_fame.text.encoder import TextExtraMissing
 
 
 def main():

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from recbole_fame.checkpoint import CheckpointError
-from recbole_fame.hyper import hyper_search
+from recbole_fame.experiment.hyper import hyper_search
 
 
 def main():

@@ -4,7 +4,7 @@ import os
 import shlex
 import sys
 
-from recbole_fame.converters import convert
+from recbole_fame.data.converters import convert
 
 
 def add_data_args(parser):
@@ -13,7 +13,7 @@ def add_data_args(parser):
     parser.add_argument("--data_path", default="dataset_atomic")
 
 
-def prepare_data(args):
+def prepare_raw_data(args):
     """Returns the command as typed (for the result files), clears the command line that RecBole's
     Config would read as ``--key=value``, and converts ``--raw`` when its atomic file is missing."""
     command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])

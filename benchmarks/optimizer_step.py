@@ -19,7 +19,7 @@ import torch
 from recbole.data import create_dataset
 from recbole.utils import init_seed
 
-from data_args import add_data_args, prepare_data
+from data_args import add_data_args, prepare_raw_data
 from recbole_fame import Config, get_model
 from recbole_fame.files import write_text
 
@@ -38,7 +38,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    command = prepare_data(args)
+    command = prepare_raw_data(args)
     settings = {"data_path": args.data_path, "state": "WARNING", "n_heads": 4, "n_experts": 8, "pretrain": False}
     dataset = None
     optimizers = {}

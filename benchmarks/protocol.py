@@ -18,9 +18,9 @@ import sys
 from recbole.utils import get_trainer
 
 from recbole_fame.checkpoint import load_checkpoint
-from recbole_fame.compare_report import run_setting
+from recbole_fame.experiment.report import run_setting
 from recbole_fame.files import write_json, write_text
-from recbole_fame.history import history_excluding_dataloaders
+from recbole_fame.data.history import history_excluding_dataloaders
 from recbole_fame.inference import data_and_model
 
 METRICS = ("hit@10", "ndcg@10")

@@ -4,10 +4,9 @@ after a fixed number of epochs, over several seeds, for both pipelines.
     python benchmarks/quality.py --dataset=ml-100k --epochs=5 --seeds 2020 2021 2022
     python benchmarks/quality.py --dataset=beauty --raw=../shared/datasets/Beauty.txt --epochs=3
 
-stock = RecBole's loaders and layers (``fast_layers: False``, ``length_groups: 1``,
-``length_bucketing: False``); ``fast_layers only``; ``fast_layers + length_groups`` (this project's
-default: RecBole's batches, each computed in up to 4 length groups); ``fast_layers +
-length_bucketing`` (batches regrouped by length). Every run trains ``--epochs`` epochs without
+stock = RecBole's loaders and layers (``fast_layers: False``, ``length_groups: 1``);
+``fast_layers only``; ``fast_layers + length_groups`` (this project's default: RecBole's batches,
+each computed in up to 4 length groups). Every run trains ``--epochs`` epochs without
 early stopping and is validated once, at the end, then tested. Finished runs are kept in
 ``<out>.json`` and skipped when the command is run again; the markdown table goes to ``--out``
 (default ``results/quality-<dataset>.md``).
@@ -18,15 +17,14 @@ import json
 import os
 import statistics
 
-from data_args import add_data_args, prepare_data
+from data_args import add_data_args, prepare_raw_data
 from recbole_fame.files import write_json, write_text
 from recbole_fame.quick_start import run
 
 PIPELINES = {
-    "stock": {"fast_layers": False, "length_groups": 1, "length_bucketing": False},
-    "fast_layers only": {"fast_layers": True, "length_groups": 1, "length_bucketing": False},
-    "fast_layers + length_groups": {"fast_layers": True, "length_groups": 4, "length_bucketing": False},
-    "fast_layers + length_bucketing": {"fast_layers": True, "length_groups": 1, "length_bucketing": True},
+    "stock": {"fast_layers": False, "length_groups": 1},
+    "fast_layers only": {"fast_layers": True, "length_groups": 1},
+    "fast_layers + length_groups": {"fast_layers": True, "length_groups": 4},
 }
 
 
@@ -48,7 +46,7 @@ def mean_sd(values):
 
 def main():
     args = parse_args()
-    command = prepare_data(args)
+    command = prepare_raw_data(args)
     out = args.out or os.path.join("results", f"quality-{args.dataset}.md")
     store = os.path.splitext(out)[0] + ".json"
     done = json.load(open(store)) if os.path.isfile(store) else {}

@@ -24,13 +24,12 @@ import resource
 import sys
 import time
 
-from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
-from data_args import add_data_args, prepare_data
+from data_args import add_data_args, prepare_raw_data
 from recbole_fame import Config
-from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.speedups import keep_freed_memory
+from recbole_fame.data import prepare_data
+from recbole_fame.trainer.memory import keep_freed_memory
 from speed import build
 
 
@@ -53,7 +52,7 @@ def main():
     args = parser.parse_args()
     if not sys.platform.startswith("linux"):
         sys.exit("resident_memory.py reads /proc and calls glibc: Linux only")
-    command = prepare_data(args)
+    command = prepare_raw_data(args)
     malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
     if args.keep_freed_memory and not keep_freed_memory():
         sys.exit("glibc refused keep_freed_memory's thresholds")
@@ -61,7 +60,7 @@ def main():
                 "pretrain": False, "length_groups": args.length_groups}
     config = Config(model="SASRec", dataset=args.dataset, config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
-    train, valid, _ = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))
+    train, valid, _ = prepare_data(config)[1:]
     trainer = build("SASRec", args.dataset, settings, train)
     print(command)
     print(f"before training: {resident_mib():.0f} MiB resident")

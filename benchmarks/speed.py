@@ -13,13 +13,12 @@ min-max. Two parts:
    ratios against SASRec under the same layers. ``stock layers`` is RecBole as shipped (with the
    anomaly detection its ``sine.py`` switches on); ``fast layers`` is this project's
    (``recbole_fame.compat`` + ``fast_layers``).
-2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N), in four
-   pipelines: ``stock`` (RecBole's loaders and layers, as shipped), ``fast_layers`` only,
-   ``fast_layers + length_groups`` (this project's default: RecBole's batches computed in up to
-   4 length groups, evaluation batches sorted and trimmed) and ``fast_layers + length_bucketing``
-   (batches regrouped by length), with ratios against stock. ``--pipelines`` picks some of them
-   (``stock`` always runs: every ratio is against it), so that more repetitions of the ones in
-   question fit in a session.
+2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N), in three
+   pipelines: ``stock`` (RecBole's loaders, layers and trainer, as shipped), ``fast_layers`` only,
+   and ``fast_layers + length_groups`` (this project's default: RecBole's batches computed in up
+   to 4 length groups, evaluation batches sorted and trimmed), with ratios against stock.
+   ``--pipelines`` picks some of them (``stock`` always runs: every ratio is against it), so that
+   more repetitions of the ones in question fit in a session.
 
 ``--keep_freed_memory`` applies the config key of that name before anything runs. glibc's
 thresholds are process-wide, so it then holds for every pipeline, stock included: the ratios
@@ -39,24 +38,24 @@ import statistics
 import time
 
 import torch
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_trainer, init_seed
+from recbole.trainer import Trainer
+from recbole.utils import init_seed
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from data_args import add_data_args, prepare_data
+from data_args import add_data_args, prepare_raw_data
 from recbole_fame import Config, get_model
-from recbole_fame.bucketing import bucket_dataloaders
+from recbole_fame.data import prepare_data
 from recbole_fame.files import write_text
-from recbole_fame.length_groups import length_grouped
-from recbole_fame.speedups import keep_freed_memory, use_fast_layers
+from recbole_fame.model.fast_layers import use_fast_layers
+from recbole_fame.trainer import get_trainer
+from recbole_fame.trainer.memory import keep_freed_memory
 
 
-# Pipelines of the epoch part: name as printed, (fast_layers, length_bucketing, length_groups).
+# Pipelines of the epoch part: name as printed, (fast_layers, length_groups).
 PIPELINES = {
-    "stock": ("stock", (False, False, 1)),
-    "fast_layers": ("fast_layers", (True, False, 1)),
-    "length_groups": ("fast_layers + length_groups", (True, False, 4)),
-    "length_bucketing": ("fast_layers + length_bucketing", (True, True, 1)),
+    "stock": ("stock", (False, 1)),
+    "fast_layers": ("fast_layers", (True, 1)),
+    "length_groups": ("fast_layers + length_groups", (True, 4)),
 }
 
 
@@ -127,12 +126,13 @@ def train_step(trainer, batch):
 
 
 def build(model_name, dataset_name, settings, train_data, **overrides):
+    """A trainer of ``model_name``: RecBole's own for stock layers, the pipeline's otherwise."""
     config = Config(model=model_name, dataset=dataset_name, config_dict={**settings, **overrides})
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(model_name)(config, train_data._dataset).to(config["device"])
     if config["fast_layers"]:
         use_fast_layers(model)
-    return length_grouped(get_trainer(config["MODEL_TYPE"], model_name), config)(config, model)
+    return (get_trainer(config) if config["fast_layers"] else Trainer)(config, model)
 
 
 def fmt(values, digits=3):
@@ -141,7 +141,7 @@ def fmt(values, digits=3):
 
 def main():
     args = parse_args()
-    command = prepare_data(args)
+    command = prepare_raw_data(args)
     if args.keep_freed_memory and not keep_freed_memory():
         raise SystemExit("--keep_freed_memory: glibc's mallopt is not available or refused the thresholds")
     settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
@@ -153,12 +153,11 @@ def main():
 
     pipelines = dict(PIPELINES[key] for key in PIPELINES if key == "stock" or key in args.pipelines)
     data = {}
-    for fast, bucketing, groups in pipelines.values():
-        config = Config(model="SASRec", dataset=args.dataset,
-                        config_dict={**settings, "length_bucketing": bucketing, "length_groups": groups})
+    for fast, groups in pipelines.values():
+        config = Config(model="SASRec", dataset=args.dataset, config_dict={**settings, "length_groups": groups})
         init_seed(config["seed"], config["reproducibility"])
-        data[bucketing, groups] = bucket_dataloaders(config, *data_preparation(config, create_dataset(config)))
-    train_stock = data[False, 1][0]
+        data[groups] = prepare_data(config)[1:]
+    train_stock = data[1][0]
     batches = []
     for batch in train_stock:
         batches.append(batch)
@@ -213,10 +212,9 @@ def main():
         epochs = {}
         for name in ("SASRec", fame):
             model_name, extra = specs[name]
-            for pipeline, (fast, bucketing, groups) in pipelines.items():
-                epochs[(name, pipeline)] = build(model_name, args.dataset, settings, data[bucketing, groups][0],
-                                                 fast_layers=fast, length_bucketing=bucketing,
-                                                 length_groups=groups, **extra)
+            for pipeline, (fast, groups) in pipelines.items():
+                epochs[(name, pipeline)] = build(model_name, args.dataset, settings, data[groups][0],
+                                                 fast_layers=fast, length_groups=groups, **extra)
         times = {key: {"epoch": [], "eval": []} for key in epochs}
         for rep in range(args.reps):
             # One pipeline at a time, SASRec and FAME back to back, the first of the two alternating
@@ -225,8 +223,8 @@ def main():
             order = ("SASRec", fame) if rep % 2 == 0 else (fame, "SASRec")
             for pipeline, name in ((pipeline, name) for pipeline in pipelines for name in order):
                 trainer = epochs[(name, pipeline)]
-                fast, bucketing, groups = pipelines[pipeline]
-                train_data, valid_data, _ = data[bucketing, groups]
+                fast, groups = pipelines[pipeline]
+                train_data, valid_data, _ = data[groups]
                 torch.autograd.set_detect_anomaly(not fast)
                 start = time.perf_counter()
                 trainer._train_epoch(train_data, rep)
@@ -242,7 +240,7 @@ def main():
             "",
             "### Epoch and full-sort validation",
             "",
-            "stock = RecBole 1.2.1 as shipped (RecBole's loaders and layers, anomaly detection on). "
+            "stock = RecBole 1.2.1 as shipped (RecBole's loaders, layers and trainer, anomaly detection on). "
             "Epochs run pipeline by pipeline, SASRec's and FAME's back to back, which one first "
             f"alternating by repetition. Validation: {args.eval_reps} timings after each epoch, "
             "median and range over all.",

@@ -14,7 +14,7 @@ file are refused), so an interrupted measurement loses only the run in progress.
 report goes to ``--out`` (default ``results/text-pretrain-<dataset>.md``); checkpoints and the
 text cache to ``<out>-checkpoints/`` (not committed).
 
-Facet alignment (10-NN label accuracy per head, :mod:`recbole_fame.facet_alignment`) is measured
+Facet alignment (10-NN label accuracy per head, :mod:`recbole_fame.text.alignment`) is measured
 for random vectors, the frozen text vectors, the pre-trained head sub-embeddings (``step`` and
 ``epoch``, whatever ``--arms`` says: the pre-training alone takes seconds), the same with the labels
 of a held-out share of items hidden from the pre-training (queried on those items only), and the
@@ -31,13 +31,13 @@ import sys
 import torch
 
 from recbole_fame import Config, load_data_and_model
-from recbole_fame.compare import OUTPUT_KEYS, parse_overrides
-from recbole_fame.evaluation import describe_items, least_interacted_items, target_metrics
-from recbole_fame.facet_alignment import knn_label_accuracy
-from recbole_fame.facet_pretrain import facet_labels, parse_facets, text_pretraining
-from recbole_fame.item_file import read_item_file
+from recbole_fame.experiment.compare import OUTPUT_KEYS, parse_overrides
+from recbole_fame.text.evaluation import describe_items, least_interacted_items, target_metrics
+from recbole_fame.text.alignment import knn_label_accuracy
+from recbole_fame.text.pretrain import facet_labels, parse_facets, text_pretraining
+from recbole_fame.data.item_file import read_item_file
 from recbole_fame.quick_start import run
-from recbole_fame.text_encoder import TextExtraMissing
+from recbole_fame.text.encoder import TextExtraMissing
 
 ARMS = {
     "off": {"text_pretrain": False},

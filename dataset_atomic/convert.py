@@ -10,7 +10,7 @@ Then: python run_fame.py --dataset=<name> --config_files=fame.yaml
 import argparse
 import sys
 
-from recbole_fame.converters import ConversionError, convert
+from recbole_fame.data.converters import ConversionError, convert
 
 
 def main():

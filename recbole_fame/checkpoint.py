@@ -1,8 +1,12 @@
-"""Reading RecBole checkpoints and checking that one fits a model before anything is copied."""
+"""Reading RecBole checkpoints: the file, its config made fit for this process, and whether its
+weights fit a model, checked before anything is copied."""
 
 import os
+from logging import getLogger
 
 import torch
+
+from recbole_fame.removed import check_removed_options
 
 
 class CheckpointError(ValueError):
@@ -38,13 +42,57 @@ def checkpoint_model_name(checkpoint):
         return None
 
 
-def checkpoint_config(checkpoint, path):
-    """The RecBole ``Config`` a trainer pickled into ``checkpoint`` (read from ``path``)."""
+def checkpoint_config(checkpoint, path, resuming=False):
+    """The RecBole ``Config`` a trainer pickled into ``checkpoint`` (read from ``path``). A config
+    that sets an option removed since (:mod:`recbole_fame.removed`) to a value no longer built is
+    refused, naming the file and the key: one that changed the model always, one that changed
+    only the training when ``resuming`` it."""
     if checkpoint_model_name(checkpoint) is None:
         raise CheckpointError(
             f"{path} holds no RecBole config with a model name: it was not written by a RecBole trainer"
         )
-    return checkpoint["config"]
+    config = checkpoint["config"]
+    try:
+        check_removed_options(config, f"checkpoint {path}",
+                              ("model", "training") if resuming else ("model",))
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    return config
+
+
+def for_this_process(config):
+    """Make a checkpoint's config fit this process, in place: on the CPU when it was written on a
+    GPU machine and this one has none, and in one process when a ``--nproc`` run wrote it.
+    Returns whether a ``--nproc`` run wrote it."""
+    use_available_device(config)
+    return single_process(config)
+
+
+def use_available_device(config):
+    """Run a config saved on a GPU machine on the CPU when this machine has no GPU."""
+    device = config["device"]
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        getLogger().warning(f"{config['model']} was set up for {device}; no GPU here, using the CPU")
+        config["device"] = torch.device("cpu")
+
+
+# What a rank of a ``--nproc`` run adds to its config (compat._join_process_group, distributed.py).
+_DISTRIBUTED_KEYS = ("world_size", "nproc", "offset", "ip", "port")
+
+
+def single_process(config):
+    """Make the config of a ``--nproc`` run's checkpoint a one-process config, in place.
+
+    A rank's config says ``single_spec: False`` and carries its ``local_rank`` and the process
+    group's address, so RecBole's loaders and trainer would ask for a process group that a process
+    reloading or resuming the checkpoint has not joined. Returns whether the config was a rank's.
+    """
+    was_distributed = config["single_spec"] is False
+    config["single_spec"] = True
+    config["local_rank"] = 0
+    for key in _DISTRIBUTED_KEYS:
+        config.final_config_dict.pop(key, None)
+    return was_distributed
 
 
 def load_model_state(model, checkpoint, path):

@@ -7,12 +7,13 @@ Layout as in RecBole-GNN: ``properties/model/<Model>.yaml`` holds a model's defa
 ``recbole_fame/properties``.
 """
 
-import importlib
 import os
 
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import InputType
-from recbole.utils import get_model as recbole_get_model
+
+from recbole_fame.model import PLUGIN_MODELS, get_model
+from recbole_fame.trainer.distributed import join_process_group
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,17 +33,6 @@ def _find_properties_dir():
 
 PROPERTIES_DIR = _find_properties_dir()
 PROTOCOL_FILE = os.path.join(PROPERTIES_DIR, "overall.yaml")
-
-# Model name -> module inside recbole_fame.model, one model per module.
-PLUGIN_MODELS = {"FAME": "recbole_fame.model.fame"}
-
-
-def get_model(model_name):
-    """The plugin's model class for ``model_name``, else RecBole's built-in of that name."""
-    if model_name in PLUGIN_MODELS:
-        return getattr(importlib.import_module(PLUGIN_MODELS[model_name]), model_name)
-    return recbole_get_model(model_name)
-
 
 def model_defaults_file(model_name):
     """``properties/model/<model_name>.yaml`` for the plugin's models, None for others."""
@@ -76,6 +66,9 @@ class Config(RecBoleConfig):
 
     Precedence, lowest first: RecBole's defaults, the model's defaults, the protocol, the
     dataset's settings, the ``config_file_list`` files, ``config_dict``, the command line.
+
+    A config with a ``local_rank`` (a rank of ``--nproc`` training) joins the process group with
+    Gloo on machines without a GPU (:func:`~recbole_fame.trainer.distributed.join_process_group`).
     """
 
     def _load_config_files(self, file_list):
@@ -96,6 +89,11 @@ class Config(RecBoleConfig):
         dataset_file = dataset_settings_file(dataset)
         if dataset_file is not None:
             self._update_internal_config_dict(dataset_file)
+
+    def _init_device(self):
+        if "local_rank" not in self.final_config_dict:
+            return super()._init_device()  # one process: RecBole's own device choice
+        join_process_group(self.final_config_dict)
 
     def _set_default_parameters(self):
         # The protocol turns sampled negatives off (CE); a pairwise run needs one per positive.

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
 from recbole_fame.files import new_figure, save_figure, write_text
 from recbole_fame.inference import check_k, data_and_model, encode_histories, history_interaction, top_items
-from recbole_fame.item_file import read_item_file
+from recbole_fame.data.item_file import read_item_file
 
 TITLE_FIELDS = ("title", "movie_title", "name")
 YEAR_FIELDS = ("release_year", "year")
@@ -138,6 +138,12 @@ def user_history(dataset, test_data, user):
     )
 
 
+def mix_heads(gate, head_scores):
+    """Eq. 11 for any gate [B, H] (the model's, or equal gates for "simple concatenation"): the
+    scores [B, n_items] of ``head_scores`` [B, H, n_items] weighted by it."""
+    return (gate.unsqueeze(-1) * head_scores).sum(1)
+
+
 @torch.no_grad()
 def explain_user(model, dataset, test_data, user, k=20):
     """The case study of Fig. 7 for raw user id ``user`` (an :class:`Explanation`)."""
@@ -149,8 +155,8 @@ def explain_user(model, dataset, test_data, user, k=20):
     interaction = history_interaction(model, [encoded])
     # [1, H], [1, H, n_items], [1, H, N]
     gate, head_scores, expert_weights = model.facet_analysis(interaction)
-    integrated = model.mix_heads(gate, head_scores)
-    equal_gates = model.mix_heads(torch.full_like(gate, 1 / model.n_heads), head_scores)
+    integrated = mix_heads(gate, head_scores)
+    equal_gates = mix_heads(torch.full_like(gate, 1 / model.n_heads), head_scores)
 
     def as_topk(scores):
         values, ids = top_items(scores, k)
@@ -303,8 +309,8 @@ def summarize(model, dataset, test_data, k=20, metadata=None, show_progress=Fals
         gates.append(gate.cpu())
         experts.append(expert_weights.cpu())
         lists = [head_scores[:, h] for h in range(model.n_heads)]
-        lists += [model.mix_heads(gate, head_scores),
-                  model.mix_heads(torch.full_like(gate, 1 / model.n_heads), head_scores)]
+        lists += [mix_heads(gate, head_scores),
+                  mix_heads(torch.full_like(gate, 1 / model.n_heads), head_scores)]
         target = batch[dataset.iid_field].unsqueeze(1)
         for name, scores in zip(names, lists):
             ids = top_items(scores, k).indices

@@ -11,8 +11,9 @@ import torch
 from recbole.data.interaction import Interaction
 from recbole.utils import init_logger, init_seed
 
-from recbole_fame.checkpoint import checkpoint_config, load_checkpoint, load_model_state
-from recbole_fame.quick_start import build_model, prepare_data, single_process, use_available_device
+from recbole_fame.checkpoint import checkpoint_config, for_this_process, load_checkpoint, load_model_state
+from recbole_fame.data import prepare_data
+from recbole_fame.model import build_model
 
 # Histories scored per forward pass.
 RECOMMEND_BATCH_SIZE = 1024
@@ -42,15 +43,14 @@ def data_and_model(checkpoint, model_file):
     config = checkpoint_config(checkpoint, model_file)
     if config["pretrained_path"]:
         config["pretrained_path"] = None
-    use_available_device(config)
-    single_process(config)
+    for_this_process(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     getLogger().info(config)
 
     dataset, train_data, valid_data, test_data = prepare_data(config)
     init_seed(config["seed"], config["reproducibility"])
-    model = build_model(config, train_data._dataset, load_pretrained=False)  # weights from model_file
+    model = build_model(config, train_data._dataset)  # its weights come from model_file
     load_model_state(model, checkpoint, model_file)
     model.eval()
     return config, model, dataset, train_data, valid_data, test_data

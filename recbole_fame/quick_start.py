@@ -12,27 +12,23 @@ import sys
 import time
 from logging import getLogger
 
-import torch
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_trainer, init_logger, init_seed, set_color
+from recbole.utils import init_logger, init_seed, set_color
 
-from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
-from recbole_fame.config import Config, get_model
-from recbole_fame.data import check_dataset_files
-from recbole_fame.distributed import check_process_counts, parameter_checksums, run_distributed
-from recbole_fame.facet_pretrain import (
+from recbole_fame.checkpoint import checkpoint_config, for_this_process, load_checkpoint
+from recbole_fame.config import Config
+from recbole_fame.data import check_dataset_files, prepare_data
+from recbole_fame.files import write_json
+from recbole_fame.model import build_model
+from recbole_fame.removed import check_removed_options
+from recbole_fame.text.pretrain import (
     TEXT_INIT_MODELS,
     init_item_embeddings,
     text_pretraining,
     uses_text_pretraining,
 )
-from recbole_fame.files import write_json
-from recbole_fame.history import history_excluding_dataloaders
-from recbole_fame.history_loss import history_masked
-from recbole_fame.length_groups import length_grouped
-from recbole_fame.speedups import keep_freed_memory, use_fast_layers
-from recbole_fame.trainer import resumable
+from recbole_fame.trainer import get_trainer
+from recbole_fame.trainer.distributed import check_process_counts, parameter_checksums, run_distributed
+from recbole_fame.trainer.memory import keep_freed_memory
 
 # What FAME shares with the SASRec it is built from.
 BACKBONE_KEYS = (
@@ -77,15 +73,17 @@ def run(
         check_process_counts(nproc, world_size, group_offset)
         # Bad config files and missing data get their clear errors here, not once per process.
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        check_removed_options(config, "config")
         check_dataset_files(config)
         if needs_text_pretraining(config):  # once, here: the ranks read it from the cache
             text_pretraining(config)
         return run_distributed(
-            model, dataset, config_file_list, config_dict, saved, nproc, world_size, ip, port, group_offset
+            run, model, dataset, config_file_list, config_dict, saved, nproc, world_size, ip, port, group_offset
         )
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
+    check_removed_options(config, "config")
     _start(config)
     data = prepare_data(config)[1:]
     if needs_text_pretraining(config):
@@ -128,17 +126,18 @@ def resume(checkpoint_file):
     checkpoint of FAME's stage 1 goes on training SASRec and then runs stage 2 with the FAME
     settings stored beside it. With a checkpoint written by this package's trainer the run ends
     with the result the uninterrupted run would have had (see :mod:`recbole_fame.trainer`). A
-    checkpoint of a ``--nproc`` run resumes in this one process (:func:`single_process`), with a
+    checkpoint of a ``--nproc`` run resumes in this one process (:func:`~recbole_fame.checkpoint.single_process`), with a
     warning: the remaining epochs then differ from the multi-process run's.
     Returns what :func:`run` returns.
     """
     # Read once here for the settings; the trainer reads it again for the weights.
     checkpoint = load_checkpoint(checkpoint_file)
-    config = checkpoint_config(checkpoint, checkpoint_file)
+    config = checkpoint_config(checkpoint, checkpoint_file, resuming=True)
     next_stage = checkpoint.get("next_stage")
     del checkpoint
-    use_available_device(config)
-    was_distributed = single_process(config)
+    if next_stage is not None:
+        check_removed_options(next_stage, f"the FAME stage stored in {checkpoint_file}")
+    was_distributed = for_this_process(config)
     _start(config)
     logger = getLogger()
     logger.info(set_color("Resuming from ", "green") + str(checkpoint_file))
@@ -149,8 +148,7 @@ def resume(checkpoint_file):
         )
     data = prepare_data(config)[1:]
     if next_stage is not None:  # the SASRec stage of FAME's two-stage run
-        use_available_device(next_stage)
-        single_process(next_stage)
+        for_this_process(next_stage)
         return _run_stages(next_stage, config, data, True, resume_file=checkpoint_file)
     return _run_stages(config, None, data, True, resume_file=checkpoint_file)
 
@@ -163,69 +161,16 @@ def _start(config):
     logger.info(config)
 
 
-def prepare_data(config):
-    """The loaders the pipeline trains and tests with (length buckets and ``exclude_history``
-    included), and the dataset.
-
-    Returns ``(dataset, train_data, valid_data, test_data)``.
-    """
-    check_dataset_files(config)
-    dataset = create_dataset(config)
-    getLogger().info(dataset)
-    loaders = bucket_dataloaders(config, *data_preparation(config, dataset))
-    return (dataset, *history_excluding_dataloaders(config, *loaders))
-
-
-def use_available_device(config):
-    """Run a config saved on a GPU machine on the CPU when this machine has no GPU."""
-    device = config["device"]
-    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        getLogger().warning(f"{config['model']} was set up for {device}; no GPU here, using the CPU")
-        config["device"] = torch.device("cpu")
-
-
-# What a rank of a ``--nproc`` run adds to its config (compat._join_process_group, distributed.py).
-_DISTRIBUTED_KEYS = ("world_size", "nproc", "offset", "ip", "port")
-
-
-def single_process(config):
-    """Make the config of a ``--nproc`` run's checkpoint a one-process config, in place.
-
-    A rank's config says ``single_spec: False`` and carries its ``local_rank`` and the process
-    group's address, so RecBole's loaders and trainer would ask for a process group that a process
-    reloading or resuming the checkpoint has not joined. Returns whether the config was a rank's.
-    """
-    was_distributed = config["single_spec"] is False
-    config["single_spec"] = True
-    config["local_rank"] = 0
-    for key in _DISTRIBUTED_KEYS:
-        config.final_config_dict.pop(key, None)
-    return was_distributed
-
-
-def build_model(config, dataset, load_pretrained=True):
-    """``config``'s model for ``dataset`` on ``config``'s device, with the ``fast_layers`` it was
-    trained with (:mod:`recbole_fame.speedups`), so that a reloaded model is the trained one.
-
-    ``load_pretrained=False`` builds it without reading ``pretrained_path`` or initialising its
-    item embeddings from text (``text_pretrain``), for weights that come from a checkpoint anyway:
-    a finished FAME does not need, or re-read, the SASRec it started from.
-    """
-    pretrained_path = config["pretrained_path"]
-    if not load_pretrained and pretrained_path:
-        config["pretrained_path"] = None
-    try:
-        model = get_model(config["model"])(config, dataset).to(config["device"])
-    finally:
-        if not load_pretrained and pretrained_path:
-            config["pretrained_path"] = pretrained_path
+def build_pipeline_model(config, dataset, load_pretrained=True):
+    """:func:`~recbole_fame.model.build_model`, with the item embeddings from the text
+    pre-training when ``text_pretrain`` asks for them (not for weights that come from a
+    checkpoint: ``load_pretrained=False``), and freed memory kept (``keep_freed_memory``)."""
+    model = build_model(config, dataset, load_pretrained=load_pretrained)
     if load_pretrained and uses_text_pretraining(config):
-        if config["model"] == "FAME" and pretrained_path:
-            getLogger().info(f"FAME's item embeddings come from {pretrained_path}, not from the text pre-training")
+        if config["model"] == "FAME" and config["pretrained_path"]:
+            getLogger().info(f"FAME's item embeddings come from {config['pretrained_path']}, not from the text pre-training")
         else:
             init_item_embeddings(model, config, dataset)
-    if config["fast_layers"]:
-        use_fast_layers(model)
     if config["keep_freed_memory"] and config["device"].type == "cpu":
         keep_freed_memory()
     return model
@@ -245,7 +190,9 @@ def _run_stages(config, first_stage, data, saved, resume_file=None):
         )
         resume_file = None
         config["pretrained_path"] = pretrain_result["model_file"]
-        logger.info(set_color("Stage 2/2: FAME fine-tuned from ", "green") + config["pretrained_path"])
+        rate = config["finetune_learning_rate"] or config["learning_rate"]
+        logger.info(set_color("Stage 2/2: FAME fine-tuned from ", "green") + config["pretrained_path"]
+                    + f" at learning rate {rate}")
 
     result = train_and_test(config, *data, saved=saved, resume_file=resume_file)
     result["pretrain_result"] = pretrain_result
@@ -272,18 +219,18 @@ def train_and_test(
     logger = getLogger()
     start = time.time()
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = build_model(config, train_data._dataset, load_pretrained=resume_file is None)
+    model = build_pipeline_model(config, train_data._dataset, load_pretrained=resume_file is None)
     logger.info(model)
-    trainer_class = length_grouped(resumable(get_trainer(config["MODEL_TYPE"], config["model"])), config)
-    trainer_class = history_masked(trainer_class, config)  # outside length_grouped: masks per group
-    trainer = trainer_class(config, model)
+    trainer = get_trainer(config)(config, model)
     trainer.next_stage = next_stage
     # A resumed run's best epoch so far is the one its checkpoint holds.
     best_epoch = None
     if resume_file is not None:
         trainer.resume_checkpoint(resume_file)
         best_epoch = trainer.start_epoch - 1
-    epoch_seconds, epoch_indices = _time_training_epochs(trainer)
+    # RecBole's model-specific trainers (S3Rec's, ...) do not time their epochs.
+    epoch_seconds = getattr(trainer, "epoch_seconds", [])
+    epoch_indices = getattr(trainer, "epochs_trained", [])
 
     def note_best_epoch(epoch_idx, valid_score):
         nonlocal best_epoch
@@ -321,23 +268,3 @@ def train_and_test(
         "parameters": sum(p.numel() for p in model.parameters()),
         **({"rank_checksums": rank_checksums} if rank_checksums else {}),
     }
-
-
-def _time_training_epochs(trainer):
-    """Seconds and 0-based index of each training epoch of ``trainer.fit``, validation excluded.
-
-    RecBole's ``fit`` times its epochs only for the log line, so the trainer's epoch method is
-    wrapped on this instance; the lists fill as ``fit`` runs.
-    """
-    seconds, indices = [], []
-    train_epoch = trainer._train_epoch
-
-    def timed_train_epoch(train_data, epoch_idx, *args, **kwargs):
-        start = time.perf_counter()
-        loss = train_epoch(train_data, epoch_idx, *args, **kwargs)
-        seconds.append(time.perf_counter() - start)
-        indices.append(epoch_idx)
-        return loss
-
-    trainer._train_epoch = timed_train_epoch
-    return seconds, indices

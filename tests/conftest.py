@@ -1,4 +1,3 @@
-import os
 import sys
 
 import pytest
@@ -6,8 +5,6 @@ import pytest
 import recbole_fame  # noqa: F401  (applies the RecBole fixes)
 
 from helpers import write_tiny_dataset
-
-SHARED_DATASETS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets")
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +44,7 @@ def stub_encoder(monkeypatch):
     """The deterministic stub as text_encoder 'stub', with the in-process caches emptied."""
     from helpers import StubTextEncoder
 
-    from recbole_fame import facet_pretrain, text_encoder
+    from recbole_fame.text import encoder as text_encoder, pretrain as facet_pretrain
 
     encoder = StubTextEncoder()
     monkeypatch.setitem(text_encoder.TEXT_ENCODERS, "stub", encoder)

@@ -10,6 +10,10 @@ from recbole.model.sequential_recommender import SASRec
 
 from recbole_fame import FAME, Config
 
+# The repository's root: its scripts, properties/ and results/.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATASETS = os.path.join(REPO, "..", "shared", "datasets")
+
 
 def make_config(model, base, **overrides):
     return Config(model=model, dataset="tiny", config_dict={**base, **overrides})
@@ -43,7 +47,7 @@ def first_batch(data):
 
 def load_script(name):
     """A command-line script of the repository (``run_fame.py``, ...) as a module, not run."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), name)
+    path = os.path.join(REPO, name)
     spec = importlib.util.spec_from_file_location(os.path.splitext(name)[0], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

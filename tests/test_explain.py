@@ -94,25 +94,6 @@ def test_explain_user_matches_the_model_and_the_test_split(trained_fame):
         assert topk.scores == sorted(topk.scores, reverse=True)
 
 
-def test_explain_user_mixes_heads_as_the_model_does(trained_fame, monkeypatch):
-    # The same weights read as a mixture of the heads' softmaxes: the integrated list and the
-    # equal-gates list follow the model's mixing, not a weighted sum of scores.
-    _, (config, model, dataset, _, _, test_data) = trained_fame
-    monkeypatch.setattr(model, "head_mixing", "probabilities")
-    explanation = explain_user(model, dataset, test_data, "u5", k=K)
-    feat = test_data._dataset.inter_feat
-    row = int((feat["user_id"] == dataset.token2id("user_id", "u5")).nonzero())
-    with torch.no_grad():
-        log_p = model.full_sort_predict(feat[row : row + 1])[0]
-        _, head_scores = model.facet_scores(feat[row : row + 1])
-    ids = dataset.token2id("item_id", explanation.integrated.items)
-    assert ids.tolist() == log_p.topk(K).indices.tolist()
-    torch.testing.assert_close(torch.tensor(explanation.integrated.scores), log_p[ids])
-    ids = dataset.token2id("item_id", explanation.equal_gates.items)
-    equal = torch.softmax(head_scores[0], dim=-1).mean(0).log()
-    torch.testing.assert_close(torch.tensor(explanation.equal_gates.scores), equal[ids])
-
-
 def test_explanation_text_and_plot(trained_fame, tmp_path):
     _, (config, model, dataset, _, _, test_data) = trained_fame
     explanation = explain_user(model, dataset, test_data, "u5", k=30)  # the whole catalogue

@@ -10,8 +10,9 @@ from recbole.utils import get_trainer
 import recbole_fame
 from recbole_fame import load_data_and_model, recommend
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
-from recbole_fame.quick_start import run, use_available_device
-from recbole_fame.speedups import FastDropout
+from recbole_fame.checkpoint import use_available_device
+from recbole_fame.quick_start import run
+from recbole_fame.model.fast_layers import FastDropout
 
 from helpers import make_config
 
@@ -103,6 +104,28 @@ def test_load_data_and_model_names_bad_files(tiny_config, tmp_path):
     torch.save(checkpoint, mismatched)
     with pytest.raises(CheckpointError, match=f"(?s){mismatched} does not fit this FAME: .*size mismatch for .*router"):
         load_data_and_model(mismatched)
+
+
+def test_checkpoints_of_the_last_release_load_or_name_the_removed_option(tiny_config, tmp_path):
+    """0.1.0 checkpoints hold the options 0.2.0 removed: at their kept value they load as before;
+    a model built with another value is refused, naming the file and the key."""
+    result = run(model="FAME", dataset="tiny", config_dict={**tiny_config, "pretrain": False, "epochs": 1})
+    checkpoint = load_checkpoint(result["model_file"])
+    old = str(tmp_path / "old.pth")
+    for key, value in (("head_mixing", "scores"), ("positions_from", "start"), ("scoring", "dot"),
+                       ("scoring_temperature", 0.07), ("facet_projection_init", "selector"),
+                       ("length_bucketing", True), ("bucket_pool_batches", 50)):
+        checkpoint["config"][key] = value
+    torch.save(checkpoint, old)
+    _, model, _, _, _, test_data = load_data_and_model(old)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, checkpoint["state_dict"][key]), key
+
+    checkpoint["config"]["head_mixing"] = "probabilities"
+    torch.save(checkpoint, old)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {old}: head_mixing='probabilities' is an option "
+                                              r"recbole-fame removed in 0\.2\.0"):
+        load_data_and_model(old)
 
 
 @pytest.fixture

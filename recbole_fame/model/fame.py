@@ -9,8 +9,6 @@ Reference:
 Equation numbers refer to that paper.
 """
 
-import math
-
 import torch
 from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -24,12 +22,9 @@ from recbole_fame.checkpoint import (
     load_checkpoint,
 )
 from recbole_fame.model.layers import FINAL_RESIDUALS, FAMEEncoder
+from recbole_fame.removed import check_removed_options
 
 EXPERT_INITS = ("pretrained", "random")
-FACET_PROJECTION_INITS = ("selector", "scaled_selector")
-HEAD_MIXINGS = ("scores", "probabilities")
-POSITIONS_FROM = ("start", "end")
-SCORINGS = ("dot", "cosine")
 
 
 class FAME(SequentialRecommender):
@@ -43,7 +38,7 @@ class FAME(SequentialRecommender):
     ``u = sum_h gate_h W_f^(h) F^(h)``, against the item table, so scoring costs what SASRec's does.
     Only the predicted (last) position needs the final layer, so its queries are computed there only.
 
-    Choices the paper leaves open (measured on ml-100k; figures in the project's notes):
+    Choices the paper leaves open (their measurements: ``docs/model.md``):
 
     - ``final_residual``: what surrounds the MoE attention before FFN'. ``'projection'`` (default)
       keeps SASRec's output projection W_O, dropout, residual and LayerNorm on d dims, then splits
@@ -56,27 +51,14 @@ class FAME(SequentialRecommender):
       every expert attends as SASRec did and the noise breaks their symmetry; ``'random'`` draws
       them as any new weight. Without a checkpoint both are random.
     - Attention dropout (``attn_dropout_prob``) applies to every expert's attention distribution.
-    - ``facet_projection_init``: ``W_f^(h)`` starts as the selector of head h's d' coordinates (the
-      sub-space the head already used in SASRec), ``'selector'`` (default), or as H times it,
-      ``'scaled_selector'``: the gate starts near uniform (1/H per head), so with the plain selector
-      the user vector starts at 1/H of the scale of SASRec's output, which divides every logit the
-      trained item embeddings produce by H; H times the selector starts at SASRec's scale.
-      The router, gate and FFN' start as RecBole initialises new layers.
-    - ``head_mixing``: what Eq. 11's gate weighs. ``'scores'`` (default): the heads' scores, as Eq. 6
-      and 8 define P; one softmax over the mixed score follows (Eq. 18). ``'probabilities'``: each
-      head's softmax over the items, so ``P(v) = sum_h gate_h softmax_v(P^(h))`` is a probability and
-      the loss is its negative log (a mixture of softmaxes: its log-scores are not bounded by rank d).
-      Scores for ranking are then ``log P(v)``; it needs ``loss_type='CE'``.
+    - ``W_f^(h)`` starts as the selector of head h's d' coordinates, the sub-space the head already
+      used in SASRec; the router, gate and FFN' start as RecBole initialises new layers.
     - FFN' uses ``hidden_act`` like the backbone's feed-forward layers.
-    - ``positions_from``: ``'start'`` (default) numbers positions from the oldest item, as
-      RecBole's SASRec (and so stage 1) does; ``'end'`` from the newest, as SASRec's own code does by
-      right-aligning histories: the newest item then always has the same position embedding. With
-      a pretrained SASRec, ``'end'`` reads its position table the other way round.
+    - Positions are numbered from the oldest item, as in RecBole's SASRec (and so in stage 1).
 
-    Beyond the paper, off by default: ``scoring: 'cosine'`` scores item v by the cosine of the user
-    vector u and x_v divided by ``scoring_temperature``, as CORE (Hou et al., SIGIR 2022) does,
-    instead of Eq. 8's dot product (``'dot'``). Both norms are per user and per item, so each
-    head's score is divided by the same two and Eq. 11's gate-weighted sum still holds.
+    Options measured and removed in 0.2.0 (``docs/model.md``): mixing the heads' probabilities
+    instead of their scores, positions numbered from the newest item, cosine scoring, and a
+    scaled facet projection.
 
     ``pretrained_path``: a checkpoint of RecBole's ``SASRec`` on the same dataset (name and item
     count) with the same hidden size, layers, heads, inner size, activation, LayerNorm eps and
@@ -101,12 +83,7 @@ class FAME(SequentialRecommender):
         self.loss_type = config["loss_type"]
         self.final_residual = config["final_residual"]
         self.expert_init = config["expert_init"]
-        # Checkpoints saved before this key existed hold no value for it: they used the selector.
-        self.facet_projection_init = config["facet_projection_init"] or "selector"
-        self.head_mixing = config["head_mixing"] or "scores"  # likewise: older checkpoints mixed scores
-        self.positions_from = config["positions_from"] or "start"  # likewise: RecBole's positions
-        self.scoring = config["scoring"] or "dot"  # likewise: Eq. 8's dot product
-        self.scoring_temperature = config["scoring_temperature"]
+        check_removed_options(config, "FAME", scopes=("model",))
         self._check_config()
         self.head_size = self.hidden_size // self.n_heads
 
@@ -164,38 +141,6 @@ class FAME(SequentialRecommender):
             raise ValueError(
                 f"FAME: 'expert_init' must be one of {EXPERT_INITS}, got {self.expert_init!r}"
             )
-        if self.facet_projection_init not in FACET_PROJECTION_INITS:
-            raise ValueError(
-                f"FAME: 'facet_projection_init' must be one of {FACET_PROJECTION_INITS}, "
-                f"got {self.facet_projection_init!r}"
-            )
-        if self.head_mixing not in HEAD_MIXINGS:
-            raise ValueError(
-                f"FAME: 'head_mixing' must be one of {HEAD_MIXINGS}, got {self.head_mixing!r}"
-            )
-        if self.positions_from not in POSITIONS_FROM:
-            raise ValueError(
-                f"FAME: 'positions_from' must be one of {POSITIONS_FROM}, got {self.positions_from!r}"
-            )
-        if self.scoring not in SCORINGS:
-            raise ValueError(f"FAME: 'scoring' must be one of {SCORINGS}, got {self.scoring!r}")
-        if self.scoring == "cosine":
-            temperature = self.scoring_temperature
-            is_number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-            if not (is_number and 0 < temperature < math.inf):
-                raise ValueError(
-                    f"FAME: 'scoring_temperature' must be a finite number > 0, got {temperature!r}"
-                )
-            if self.head_mixing != "scores":
-                raise ValueError(
-                    "FAME: scoring='cosine' needs head_mixing='scores' (it normalises the mixed "
-                    f"user vector), got head_mixing={self.head_mixing!r}"
-                )
-        if self.head_mixing == "probabilities" and self.loss_type != "CE":
-            raise ValueError(
-                "FAME: head_mixing='probabilities' needs loss_type='CE' (the mixture is a "
-                f"distribution over all items), got loss_type={self.loss_type!r}"
-            )
 
     def _init_weights(self, module):
         SASRec._init_weights(self, module)  # the same initialisation as the backbone's SASRec
@@ -207,8 +152,6 @@ class FAME(SequentialRecommender):
     def _init_fame_weights(self):
         self._final_attention.router.data.normal_(mean=0.0, std=self.initializer_range)
         nn.init.eye_(self.facet_projection.weight)
-        if self.facet_projection_init == "scaled_selector":
-            self.facet_projection.weight.data.mul_(self.n_heads)
 
     def _load_pretrained_sasrec(self, path, config):
         checkpoint = load_checkpoint(path, self.device)
@@ -283,11 +226,7 @@ class FAME(SequentialRecommender):
     def _facets(self, item_seq, item_seq_len):
         """gate [B, H] (Eq. 10), F^(h) [B, H, d'] (Eq. 7) and expert_weights [B, H, N] (Eq. 16)."""
         position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-        if self.positions_from == "end":
-            # The newest item always gets the same position (0 here, maxlen - 1 in SASRec's own
-            # right-aligned sequences); padding, after it and masked out, gets 0 as well.
-            position_ids = (item_seq_len.unsqueeze(1) - 1 - position_ids).clamp_min(0)  # [B, T]
-        input_emb = self.item_embedding(item_seq) + self.position_embedding(position_ids)
+        input_emb = self.item_embedding(item_seq) + self.position_embedding(position_ids)  # [B, T, d]
         input_emb = self.dropout(self.LayerNorm(input_emb))
         attention_mask = self.get_attention_mask(item_seq)
         head_output, expert_weights = self.trm_encoder(
@@ -297,80 +236,41 @@ class FAME(SequentialRecommender):
         return gate, head_output, expert_weights
 
     def forward(self, item_seq, item_seq_len):
-        """The user vector u [B, d] with x_v . u equal to Eq. 11's score of item v under
-        ``head_mixing='scores'`` and ``scoring='dot'`` (under ``'cosine'`` the score is
-        cos(u, x_v) / ``scoring_temperature``)."""
+        """The user vector u [B, d]: x_v . u is Eq. 11's score of item v."""
         gate, head_output, _ = self._facets(item_seq, item_seq_len)
         return self._user_vector(gate, head_output)
 
     def _user_vector(self, gate, head_output):
         weighted = (gate.unsqueeze(-1) * head_output).flatten(1)  # [B, H*d']
         # sum_h gate_h W_f^(h) F^(h): facet_projection's weight is W_f stacked by head.
-        return torch.matmul(weighted, self.facet_projection.weight)
-
-    def _scoring_vectors(self, user_vector, item_vectors):
-        """What the dot product of Eq. 8 takes under ``scoring``: the vectors themselves, or both
-        unit-normalised with the user's divided by the temperature."""
-        if self.scoring == "dot":
-            return user_vector, item_vectors
-        user_vector = nn.functional.normalize(user_vector, dim=-1) / self.scoring_temperature
-        return user_vector, nn.functional.normalize(item_vectors, dim=-1)
-
-    def _item_scores(self, item_seq, item_seq_len):
-        """Eq. 11 over the whole item table, [B, n_items]: the mixed score, or log P(v) when the
-        gate mixes the heads' probabilities."""
-        if self.head_mixing == "scores":
-            user_vector, items = self._scoring_vectors(
-                self.forward(item_seq, item_seq_len), self.item_embedding.weight
-            )
-            return torch.matmul(user_vector, items.transpose(0, 1))
-        gate, head_output, _ = self._facets(item_seq, item_seq_len)
-        return self.mix_heads(gate, self._head_scores(gate, head_output))
-
-    def mix_heads(self, gate, head_scores):
-        """Eq. 11: gate [B, H] and head_scores [B, H, n_items] into the scores [B, n_items] that
-        ``full_sort_predict`` ranks by (with any gate, e.g. equal gates for a comparison)."""
-        if self.head_mixing == "scores":
-            return (gate.unsqueeze(-1) * head_scores).sum(1)
-        # log sum_h gate_h softmax(P^(h)), computed in log space so that no probability underflows.
-        log_gate = gate.clamp_min(torch.finfo(gate.dtype).tiny).log()  # [B, H]
-        log_mixture = torch.log_softmax(head_scores, dim=-1) + log_gate.unsqueeze(-1)
-        return torch.logsumexp(log_mixture, dim=1)
+        return torch.matmul(weighted, self.facet_projection.weight)  # [B, d]
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
+        user_vector = self.forward(item_seq, item_seq_len)
         if self.loss_type == "BPR":
-            user_vector = self.forward(item_seq, item_seq_len)
             neg_items = interaction[self.NEG_ITEM_ID]
-            pos_score = self._pair_scores(user_vector, pos_items)
-            neg_score = self._pair_scores(user_vector, neg_items)
+            pos_score = (user_vector * self.item_embedding(pos_items)).sum(-1)
+            neg_score = (user_vector * self.item_embedding(neg_items)).sum(-1)
             return self.loss_fct(pos_score, neg_score)
-        # Eq. 18; under 'probabilities' the scores are already log P(v), which softmax leaves as is.
-        return self.loss_fct(self._item_scores(item_seq, item_seq_len), pos_items)
+        logits = torch.matmul(user_vector, self.item_embedding.weight.transpose(0, 1))  # [B, n_items]
+        return self.loss_fct(logits, pos_items)  # Eq. 18
 
     def predict(self, interaction):
-        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        if self.head_mixing == "probabilities":  # log P(v) needs every item's score to normalise
-            scores = self._item_scores(item_seq, item_seq_len)
-            return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
-        return self._pair_scores(self.forward(item_seq, item_seq_len), interaction[self.ITEM_ID])
-
-    def _pair_scores(self, user_vector, item_ids):
-        """The score of one item per user, [B]."""
-        user_vector, items = self._scoring_vectors(user_vector, self.item_embedding(item_ids))
-        return (user_vector * items).sum(-1)
+        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (user_vector * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)  # [B]
 
     def full_sort_predict(self, interaction):
-        return self._item_scores(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        user_vector = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return torch.matmul(user_vector, self.item_embedding.weight.transpose(0, 1))  # [B, n_items]
 
     def facet_scores(self, interaction):
         """Per-head view of the prediction (the paper's case study, Fig. 7).
 
-        Returns gate [B, H] and head_scores [B, H, n_items] with ``mix_heads(gate, head_scores)``
-        equal to ``full_sort_predict(interaction)``: under ``head_mixing='scores'``,
-        ``(gate[..., None] * head_scores).sum(1)``; under ``'probabilities'`` the gate weighs their softmaxes.
+        Returns gate [B, H] and head_scores [B, H, n_items], with
+        ``(gate[..., None] * head_scores).sum(1)`` equal to ``full_sort_predict(interaction)``.
         """
         gate, head_scores, _ = self.facet_analysis(interaction)
         return gate, head_scores
@@ -381,22 +281,11 @@ class FAME(SequentialRecommender):
         gate, head_output, expert_weights = self._facets(
             interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         )
-        return gate, self._head_scores(gate, head_output), expert_weights
-
-    def _head_scores(self, gate, head_output):
-        """P^(h)(v) of Eq. 8 for every item, [B, H, n_items], from F^(h) [B, H, d']; under
-        ``scoring='cosine'`` divided by the temperature, |u| and |x_v| like the mixed score."""
-        items = self.item_embedding.weight
-        if self.scoring == "cosine":
-            # u and x_v^(h) are linear in F^(h) and x_v: scaling those scales every head's score
-            # as the mixed one, without a pass over the [B, H, n_items] scores.
-            user_norm = self._user_vector(gate, head_output).norm(dim=-1).clamp_min(1e-12)  # [B]
-            head_output = head_output / (self.scoring_temperature * user_norm[:, None, None])
-            items = nn.functional.normalize(items, dim=-1)
-        sub_embeddings = self.facet_projection(items).view(
+        sub_embeddings = self.facet_projection(self.item_embedding.weight).view(
             self.n_items, self.n_heads, self.head_size
-        )  # x_v^(h), [n_items, H, d']
-        return torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)
+        )  # x_v^(h), [n_items, H, d'] (Eq. 9)
+        head_scores = torch.einsum("bhe,vhe->bhv", head_output, sub_embeddings)  # P^(h)(v), Eq. 8
+        return gate, head_scores, expert_weights
 
     def expert_weights(self, interaction):
         """The router's weights over each head's experts at the predicted position, [B, H, N] (Eq. 16)."""

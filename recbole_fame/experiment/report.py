@@ -1,6 +1,6 @@
 """The comparison's results as files a person opens: markdown table, CSV, JSON and a bar chart.
 
-Input is the list of finished run records of :mod:`recbole_fame.compare` (one per model and seed);
+Input is the list of finished run records of :mod:`recbole_fame.experiment.compare` (one per model and seed);
 every file is rewritten whole, through a temporary file and a rename (:mod:`recbole_fame.files`).
 """
 
@@ -18,9 +18,8 @@ COSTS = ("seconds_per_epoch", "epochs_to_best", "epochs_run", "parameters", "pea
          "total_seconds")
 VALID = "valid NDCG@10"  # the selection criterion (best epoch), shown beside the test metrics
 COLUMNS = ("model", "seed") + tuple(name for name, _ in METRICS) + (VALID,) + COSTS
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A copy of ../shared/reference/fame_paper_table2.csv (the paper's Table 2) kept in the repository.
-PAPER_TABLE = os.path.join(_REPO, "results", "fame_paper_table2.csv")
+# The paper's Table 2 (a copy of ../shared/reference/fame_paper_table2.csv), shipped in the package.
+PAPER_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fame_paper_table2.csv")
 
 
 def run_row(record):

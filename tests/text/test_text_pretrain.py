@@ -12,12 +12,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import make_config, make_data, write_text_item_file
+from helpers import REPO, make_config, make_data, write_text_item_file
 
-from recbole_fame import facet_pretrain, text_encoder
-from recbole_fame.evaluation import item_interaction_counts, least_interacted_items, target_metrics
-from recbole_fame.facet_alignment import knn_label_accuracy
-from recbole_fame.facet_pretrain import (
+from recbole_fame.text import encoder as text_encoder, pretrain as facet_pretrain
+from recbole_fame.text.evaluation import item_interaction_counts, least_interacted_items, target_metrics
+from recbole_fame.text.alignment import knn_label_accuracy
+from recbole_fame.text.pretrain import (
     Facet,
     cold_start_item_embeddings,
     facet_labels,
@@ -27,11 +27,10 @@ from recbole_fame.facet_pretrain import (
     text_pretraining,
     train_projections,
 )
-from recbole_fame.item_file import read_item_file
-from recbole_fame.quick_start import build_model, run
-from recbole_fame.text_encoder import TextExtraMissing, item_texts, text_vectors
+from recbole_fame.data.item_file import read_item_file
+from recbole_fame.quick_start import build_pipeline_model as build_model, run
+from recbole_fame.text.encoder import TextExtraMissing, item_texts, text_vectors
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _table(text_config):

@@ -7,9 +7,9 @@ import torch
 from recbole.utils import get_trainer
 
 from helpers import make_config
-from recbole_fame.bucketing import LengthBucketEvalDataLoader
-from recbole_fame.config import get_model
-from recbole_fame.quick_start import prepare_data
+from recbole_fame.data import prepare_data
+from recbole_fame.data.length_groups import LengthSortedEvalDataLoader
+from recbole_fame.model import get_model
 
 
 def earlier_items_from_file(data_path, skip_last):
@@ -38,7 +38,7 @@ def masked_sets(loader, dataset):
 def test_the_ranking_leaves_out_exactly_the_items_before_the_target(tiny_config, tiny_data, length_groups):
     config = make_config("FAME", tiny_config, exclude_history=True, length_groups=length_groups)
     dataset, _, valid_data, test_data = prepare_data(config)
-    assert isinstance(valid_data, LengthBucketEvalDataLoader) == (length_groups > 1)
+    assert isinstance(valid_data, LengthSortedEvalDataLoader) == (length_groups > 1)
     # Validation: every item but the last two; test: every item but the last (the validation one included).
     assert masked_sets(valid_data, dataset) == earlier_items_from_file(tiny_data, 2)
     assert masked_sets(test_data, dataset) == earlier_items_from_file(tiny_data, 1)
@@ -49,7 +49,7 @@ def test_off_keeps_recboles_ranking_of_every_item(tiny_config):
     assert config["exclude_history"] is False
     _, _, valid_data, test_data = prepare_data(config)
     for loader in (valid_data, test_data):
-        assert type(loader) is LengthBucketEvalDataLoader
+        assert type(loader) is LengthSortedEvalDataLoader
         assert all(history_index is None for _, history_index, _, _ in loader)
 
 

@@ -1,6 +1,6 @@
 """Cross-entropy training without the items of each sample's input (key ``train_exclude_history``).
 
-Under ``exclude_history`` (:mod:`recbole_fame.history`) the evaluation never ranks an item the user
+Under ``exclude_history`` (:mod:`recbole_fame.data.history`) the evaluation never ranks an item the user
 had before, but RecBole's cross-entropy still trains every target against all items, those of the
 sample's own input included. Where no user has an item twice (ml-100k, S3-Rec's Amazon files),
 part of every gradient then goes to pushing down items the evaluation leaves out anyway. With
@@ -57,21 +57,12 @@ def history_masked_loss(loss_func, model, config):
     return loss
 
 
-class HistoryMaskedLossMixin:
-    """Put before a RecBole ``Trainer`` subclass (and before ``LengthGroupsMixin``, so that each
-    length group masks its own samples): its training epochs use :func:`history_masked_loss`."""
-
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        loss_func = history_masked_loss(loss_func or self.model.calculate_loss, self.model, self.config)
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
-
-
-def history_masked(trainer_class, config):
-    """``trainer_class`` with :class:`HistoryMaskedLossMixin` when ``train_exclude_history`` is
-    on; ValueError naming the key for a model or loss it does not apply to."""
+def uses_history_masked_loss(config):
+    """Whether ``train_exclude_history`` is on; ValueError naming the key for a bad value, or for a
+    model or loss it does not apply to."""
     setting = config["train_exclude_history"]
     if setting in (None, False):
-        return trainer_class
+        return False
     if setting is not True:
         raise ValueError(f"train_exclude_history must be True or False, got {setting!r}")
     if config["model"] not in HISTORY_LOSS_MODELS:
@@ -81,4 +72,4 @@ def history_masked(trainer_class, config):
         )
     if config["loss_type"] != "CE":
         raise ValueError(f"train_exclude_history needs loss_type: CE, got loss_type: {config['loss_type']}")
-    return type(f"HistoryMasked{trainer_class.__name__}", (HistoryMaskedLossMixin, trainer_class), {})
+    return True

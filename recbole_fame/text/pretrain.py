@@ -1,7 +1,7 @@
 """Text-enhanced facet-aware pre-training of item embeddings (the extended FAME).
 
 Before sequential training, a frozen sentence encoder turns each item's text into a vector
-(:mod:`recbole_fame.text_encoder`); a mixture-of-experts adaptor shared by all heads (MIRACLE,
+(:mod:`recbole_fame.text.encoder`); a mixture-of-experts adaptor shared by all heads (MIRACLE,
 SIGIR'23, section 3.2; ``text_adaptor_experts``) and then one linear projection per FAME head map
 it to that head's d' = d/H sub-space (:class:`FacetProjector`). Each head is trained with a
 supervised contrastive loss on the facets assigned to it (``text_facets``: facet labels from
@@ -52,9 +52,9 @@ from recbole.utils import set_color
 from torch import nn
 from tqdm import tqdm
 
-from recbole_fame.facet_alignment import knn_label_accuracy, label_matrix
-from recbole_fame.item_file import read_item_file
-from recbole_fame.text_encoder import item_texts, text_vectors
+from recbole_fame.text.alignment import knn_label_accuracy, label_matrix
+from recbole_fame.data.item_file import read_item_file
+from recbole_fame.text.encoder import item_texts, text_vectors
 
 # Models whose item embedding is d = H x d' wide and whose heads FAME's W_f^(h) reads slice by slice.
 TEXT_INIT_MODELS = ("FAME", "SASRec")

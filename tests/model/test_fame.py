@@ -3,7 +3,6 @@ import torch
 from recbole.model.layers import MultiHeadAttention
 from recbole.model.abstract_recommender import SequentialRecommender
 
-from recbole_fame import FAME
 from recbole_fame.model.layers import MoEMultiHeadAttention
 
 from helpers import build_fame, first_batch
@@ -30,9 +29,7 @@ def test_shapes_and_dtypes(tiny_config):
     assert sum(p.numel() for p in model.parameters()) < 20_000
 
 
-@pytest.mark.parametrize(
-    "overrides", [{}, {"head_mixing": "probabilities"}, {"scoring": "cosine"}], ids=str
-)
+@pytest.mark.parametrize("overrides", [{}, {"n_heads": 4, "final_residual": "split"}], ids=str)
 def test_predict_matches_full_sort(tiny_config, overrides):
     model, _, test_data = build_fame(tiny_config, **overrides)
     model.eval()
@@ -43,29 +40,6 @@ def test_predict_matches_full_sort(tiny_config, overrides):
         full = model.full_sort_predict(batch)
         single = model.predict(batch)
     torch.testing.assert_close(single, full[torch.arange(len(batch)), item_ids])
-
-
-def test_positions_from_end_counts_back_from_the_newest_item(tiny_config):
-    """positions_from='end' gives position 0 to the newest item: each history of length n scores as
-    under the 'start' model with the first n position rows reversed."""
-    end_model, _, test_data = build_fame(tiny_config, positions_from="end")
-    start_model, _, _ = build_fame(tiny_config)
-    start_model.load_state_dict(end_model.state_dict())
-    end_model.eval()
-    start_model.eval()
-    batch = first_batch(test_data)
-    lengths = batch[end_model.ITEM_SEQ_LEN]
-    assert len(set(lengths.tolist())) > 1  # rows of several lengths in one batch
-    with torch.no_grad():
-        end_scores = end_model.full_sort_predict(batch)
-        assert not torch.allclose(end_scores, start_model.full_sort_predict(batch))
-        table = end_model.position_embedding.weight.clone()
-        for row, n in enumerate(lengths.tolist()):
-            start_model.position_embedding.weight[:n] = table[:n].flip(0)
-            single = type(batch)({end_model.ITEM_SEQ: batch[end_model.ITEM_SEQ][row:row + 1],
-                                  end_model.ITEM_SEQ_LEN: lengths[row:row + 1]})
-            torch.testing.assert_close(end_scores[row:row + 1], start_model.full_sort_predict(single),
-                                       rtol=0, atol=1e-6)
 
 
 def _attention_pair(n_heads, n_experts, hidden_size=16):
@@ -118,8 +92,7 @@ def test_distinct_experts_change_the_output():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"final_residual": "projection"}, {"final_residual": "split"}, {"final_residual": "none"},
-     {"scoring": "cosine"}],
+    [{"final_residual": "projection"}, {"final_residual": "split"}, {"final_residual": "none"}],
     ids=str,
 )
 def test_gated_facet_scores_equal_full_sort_predict(tiny_config, overrides):
@@ -134,46 +107,10 @@ def test_gated_facet_scores_equal_full_sort_predict(tiny_config, overrides):
     torch.testing.assert_close((gate[..., None] * head_scores).sum(1), full, rtol=0, atol=1e-10)
 
 
-def test_mixed_probabilities_are_the_gate_weighted_head_softmaxes(tiny_config):
-    model, train_data, test_data = build_fame(tiny_config, head_mixing="probabilities", n_heads=4)
-    model = model.double().eval()
-    with torch.no_grad():
-        torch.nn.init.normal_(model.facet_projection.weight)
-        batch = first_batch(test_data)
-        gate, head_scores = model.facet_scores(batch)
-        log_mixture = model.full_sort_predict(batch)
-    expected = (gate[..., None] * torch.softmax(head_scores, dim=-1)).sum(1)
-    torch.testing.assert_close(log_mixture.exp(), expected, rtol=1e-12, atol=0)
-    torch.testing.assert_close(expected.sum(-1), torch.ones(len(batch), dtype=torch.double))
-    # Mixing probabilities is not mixing scores: the two rank items differently here.
-    assert not torch.equal(log_mixture.argsort(-1), (gate[..., None] * head_scores).sum(1).argsort(-1))
-
-    model.train()
-    interaction = first_batch(train_data)
-    torch.manual_seed(0)
-    loss = model.calculate_loss(interaction)
-    torch.manual_seed(0)  # the same dropout draws
-    log_p = model.full_sort_predict(interaction)
-    nll = -log_p.gather(1, interaction[model.POS_ITEM_ID].unsqueeze(1)).mean()
-    torch.testing.assert_close(loss, nll, rtol=1e-12, atol=0)
-
-
-def test_one_head_mixing_probabilities_is_the_log_softmax_of_mixing_scores(tiny_config):
-    scores_model, _, test_data = build_fame(tiny_config, n_heads=1)
-    probs_model, _, _ = build_fame(tiny_config, n_heads=1, head_mixing="probabilities")
-    probs_model.load_state_dict(scores_model.state_dict())
-    batch = first_batch(test_data)
-    with torch.no_grad():
-        expected = torch.log_softmax(scores_model.eval().full_sort_predict(batch), dim=-1)
-        log_p = probs_model.eval().full_sort_predict(batch)
-    torch.testing.assert_close(log_p, expected, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("facet_projection_init, scale", [("selector", 0.5), ("scaled_selector", 1.0)])
-def test_facet_projection_init_sets_the_user_vector_scale(tiny_config, facet_projection_init, scale):
-    # With a uniform gate (1/H per head), the user vector is the heads' F^(h) concatenated, times
-    # 1/H for the plain selector and times 1 for H times it.
-    model, _, test_data = build_fame(tiny_config, facet_projection_init=facet_projection_init)
+def test_the_initial_user_vector_is_the_heads_outputs_over_h(tiny_config):
+    # W_f^(h) starts as head h's coordinate selector: with a uniform gate (1/H per head) the user
+    # vector is the heads' F^(h) concatenated, times 1/H.
+    model, _, test_data = build_fame(tiny_config)
     model = model.double().eval()
     with torch.no_grad():
         model.gate.weight.zero_()
@@ -182,47 +119,27 @@ def test_facet_projection_init_sets_the_user_vector_scale(tiny_config, facet_pro
         _, head_output, _ = model._facets(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
         user_vector = model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
     assert model.n_heads == 2
-    torch.testing.assert_close(user_vector, scale * head_output.flatten(1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(user_vector, 0.5 * head_output.flatten(1), rtol=0, atol=1e-12)
 
 
-def test_cosine_scoring_is_the_dot_product_of_unit_vectors_over_the_temperature(tiny_config):
-    dot_model, train_data, test_data = build_fame(tiny_config)
-    cosine_model, _, _ = build_fame(tiny_config, scoring="cosine", scoring_temperature=0.5)
-    cosine_model.load_state_dict(dot_model.state_dict())
-    dot_model, cosine_model = dot_model.double().eval(), cosine_model.double().eval()
-    batch = first_batch(test_data)
-    with torch.no_grad():
-        user_vector = dot_model.forward(batch[dot_model.ITEM_SEQ], batch[dot_model.ITEM_SEQ_LEN])
-        items = dot_model.item_embedding.weight
-        expected = (user_vector @ items.T) / (
-            0.5 * user_vector.norm(dim=-1, keepdim=True) * items.norm(dim=-1).clamp_min(1e-12)
-        )
-        scores = cosine_model.full_sort_predict(batch)
-        dot_scores = dot_model.full_sort_predict(batch)
-    torch.testing.assert_close(scores, expected, rtol=1e-12, atol=1e-12)
-    assert scores[:, 1:].abs().max() <= 2.0 + 1e-9  # a cosine is at most 1, over 0.5
-    assert not torch.equal(scores.argsort(-1), dot_scores.argsort(-1))  # item norms count in 'dot'
-
-    for loss_type in ("CE", "BPR"):
-        model, train_data, _ = build_fame(tiny_config, scoring="cosine", loss_type=loss_type)
-        loss = model.calculate_loss(first_batch(train_data))
-        assert loss.dim() == 0 and torch.isfinite(loss)
-        loss.backward()
-        assert model.item_embedding.weight.grad.abs().sum() > 0
-
-
-def test_configs_without_the_later_keys_build_the_default_model(tiny_config):
-    """Checkpoints saved before these keys existed hold None for them: they mean the defaults."""
-    later_keys = ("facet_projection_init", "head_mixing", "positions_from", "scoring",
-                  "scoring_temperature")
-    old_model, _, test_data = build_fame(tiny_config, **dict.fromkeys(later_keys))
-    model, _, _ = build_fame(tiny_config)
-    model.load_state_dict(old_model.state_dict())
-    assert (old_model.facet_projection_init, old_model.head_mixing, old_model.positions_from,
-            old_model.scoring) == ("selector", "scores", "start", "dot")
-    batch = first_batch(test_data)
-    with torch.no_grad():
-        assert torch.equal(old_model.eval().full_sort_predict(batch), model.eval().full_sort_predict(batch))
+@pytest.mark.parametrize("key, value, kept", [
+    ("head_mixing", "probabilities", "scores"),
+    ("positions_from", "end", "start"),
+    ("scoring", "cosine", "dot"),
+    ("facet_projection_init", "scaled_selector", "selector"),
+])
+def test_removed_options_are_refused_by_name_unless_at_the_value_kept(tiny_config, key, value, kept):
+    with pytest.raises(ValueError, match=rf"FAME: {key}='{value}' is an option recbole-fame removed in "
+                                         rf"0\.2\.0, .*only {key}='{kept}' is built now"):
+        build_fame(tiny_config, **{key: value})
+    # The value kept, or none at all (configs saved before the key existed), builds today's FAME.
+    for setting in (kept, None):
+        model, _, test_data = build_fame(tiny_config, **{key: setting, "scoring_temperature": 0.07})
+        reference, _, _ = build_fame(tiny_config)
+        reference.load_state_dict(model.state_dict())
+        batch = first_batch(test_data)
+        with torch.no_grad():
+            assert torch.equal(model.eval().full_sort_predict(batch), reference.eval().full_sort_predict(batch))
 
 
 def test_right_padding_does_not_change_scores(tiny_config):
@@ -249,17 +166,7 @@ def test_right_padding_does_not_change_scores(tiny_config):
         ({"n_layers": 0}, "'n_layers' must be an integer >= 1, got 0"),
         ({"final_residual": "both"}, "'final_residual' must be one of"),
         ({"expert_init": "zeros"}, "'expert_init' must be one of"),
-        ({"facet_projection_init": "eye"}, "'facet_projection_init' must be one of"),
-        ({"head_mixing": "logits"}, "'head_mixing' must be one of"),
-        ({"positions_from": "middle"}, "'positions_from' must be one of"),
-        ({"head_mixing": "probabilities", "loss_type": "BPR"},
-         "head_mixing='probabilities' needs loss_type='CE'"),
-        ({"scoring": "euclidean"}, "'scoring' must be one of"),
-        ({"scoring": "cosine", "scoring_temperature": 0}, "'scoring_temperature' must be a finite number > 0, got 0"),
-        ({"scoring": "cosine", "scoring_temperature": "warm"}, "got 'warm'"),
-        ({"scoring": "cosine", "scoring_temperature": float("inf")}, "got inf"),
-        ({"scoring": "cosine", "head_mixing": "probabilities"},
-         "scoring='cosine' needs head_mixing='scores'"),
+        ({"loss_type": "MSE"}, "'loss_type' must be 'CE' or 'BPR', got 'MSE'"),
     ],
 )
 def test_invalid_config_raises(tiny_config, overrides, message):

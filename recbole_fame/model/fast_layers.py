@@ -1,4 +1,4 @@
-"""Faster layers for RecBole's sequential models (config key ``fast_layers``).
+"""Faster layers for RecBole's sequential models and FAME (config key ``fast_layers``).
 
 On CPU, with hidden size 64, much of a SASRec training step is element-wise work rather than
 matrix products (``benchmarks/speed.py`` measures what removing it gains):
@@ -29,10 +29,7 @@ mode outputs are unchanged (dropout is the identity in eval mode; ``F.gelu`` mat
 formula to float rounding). On CUDA the standard GELU and dropout are already fused and stay.
 """
 
-import ctypes
-import sys
 import types
-from logging import getLogger
 
 import torch
 import torch.nn.functional as F
@@ -109,38 +106,3 @@ def _attend_from(attention, query_states, hidden_states, key_mask):
     probs = attention.attn_dropout(attention.softmax(scores))
     context = torch.matmul(probs, value).permute(0, 2, 1, 3).flatten(2)  # [B, Q, d]
     return attention.LayerNorm(attention.out_dropout(attention.dense(context)) + query_states)
-
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD = 32 * 2**20  # glibc's largest allowed value on 64-bit
-_TRIM_THRESHOLD = 2**30
-
-
-def keep_freed_memory():
-    """Config key ``keep_freed_memory`` (CPU, Linux with glibc): freed buffers stay in the heap.
-
-    By default glibc serves large buffers with fresh mappings and returns freed memory to the
-    kernel, so a step that allocates a [batch, n_items] buffer (the cross-entropy's logits and
-    their gradient) gets it back page by page, one minor fault and one kernel zeroing per 4 KiB
-    (``benchmarks/page_faults.py`` counts them). This sets M_MMAP_THRESHOLD to 32 MiB and
-    M_TRIM_THRESHOLD to 1 GiB for the whole process and for the rest of its life (a later model
-    with the key off does not undo it); buffers over 32 MiB, such as full-sort evaluation scores
-    at eval_batch_size 2048 on a large item set, are still mapped afresh. Returns whether it was
-    applied.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        getLogger().info("keep_freed_memory: no glibc mallopt here, left as it is")
-        return False
-    applied = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-    )
-    if not applied:
-        getLogger().warning("keep_freed_memory: glibc's mallopt refused the thresholds, left as it is")
-    return applied

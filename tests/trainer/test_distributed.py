@@ -11,17 +11,14 @@ import recbole.trainer.trainer as trainer_module
 import recbole.utils.logger
 import torch
 from recbole.model.sequential_recommender import SASRec
-from recbole.utils import get_trainer
 
 from recbole_fame import Config, load_data_and_model
-from recbole_fame.bucketing import bucket_dataloaders
 from recbole_fame.checkpoint import load_checkpoint
 from recbole_fame.quick_start import resume, run
-from recbole_fame.trainer import resumable
+from recbole_fame.trainer import PipelineTrainer
 
-from helpers import load_script, make_config, make_data
+from helpers import REPO, load_script, make_config, make_data
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
 
 
@@ -156,7 +153,7 @@ def test_trainers_started_in_the_same_second_get_their_own_checkpoint_files(tiny
     monkeypatch.setattr(trainer_module, "get_local_time", lambda: "Jan-01-2025_00-00-00")
     config = make_config("SASRec", tiny_config)
     _, train_data, _, _ = make_data(config)
-    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    trainer_class = PipelineTrainer
     os.makedirs(tiny_config["checkpoint_dir"], exist_ok=True)
     taken = os.path.join(tiny_config["checkpoint_dir"], "SASRec-Jan-01-2025_00-00-00.pth")
     open(taken, "w").close()  # a file of an earlier run, not to be overwritten
@@ -175,20 +172,11 @@ def test_folders_made_by_two_processes_at_once(tmp_path, monkeypatch):
     assert folder.is_dir()
 
 
-def test_length_bucketing_keeps_recboles_distributed_samplers(tiny_config, caplog):
-    config = make_config("SASRec", tiny_config, length_bucketing=True)
-    loaders = make_data(config)[1:]
-    config["single_spec"] = False  # what a rank's config says (no process group needed here)
-    assert bucket_dataloaders(config, *loaders) == loaders
-    assert "SASRec keeps RecBole's batches" in caplog.text
-
-
 def test_every_rank_waits_after_each_save_of_the_pipeline_trainer(tiny_config, monkeypatch):
     """Rank 0 writes the checkpoint, and no rank goes on (to reload it) before it is written."""
     config = make_config("SASRec", tiny_config)
     _, train_data, _, _ = make_data(config)
-    trainer_class = resumable(get_trainer(config["MODEL_TYPE"], config["model"]))
-    trainer = trainer_class(config, SASRec(config, train_data._dataset))
+    trainer = PipelineTrainer(config, SASRec(config, train_data._dataset))
     waits = []
     monkeypatch.setattr(torch.distributed, "barrier", lambda *args, **kwargs: waits.append(config["local_rank"]))
     config["single_spec"] = False  # a rank's config, from here on (the barrier needs no group now)

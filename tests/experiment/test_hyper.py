@@ -10,9 +10,9 @@ import pytest
 
 from recbole_fame import Config, quick_start
 from recbole_fame.checkpoint import load_checkpoint
-from recbole_fame.hyper import hyper_search, read_params_file, stage_two_keys
+from recbole_fame.experiment.hyper import hyper_search, read_params_file, stage_two_keys
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
 
 
@@ -115,8 +115,7 @@ def test_shipped_params_files_hold_the_papers_grids(tiny_config):
         "fame-experts": {"n_experts": experts},
     }
     assert stage_two_keys() == {
-        "n_experts", "final_residual", "expert_init", "facet_projection_init", "head_mixing", "positions_from",
-        "scoring", "scoring_temperature", "pretrain", "pretrained_path",
+        "n_experts", "final_residual", "expert_init", "pretrain", "pretrained_path", "finetune_learning_rate",
     }
 
 

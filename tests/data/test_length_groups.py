@@ -1,4 +1,5 @@
-"""Training batches computed in length groups keep the batch's loss and gradients."""
+"""Batches computed in length groups: training keeps the batch's loss and gradients, evaluation
+every score."""
 
 import itertools
 import logging
@@ -7,12 +8,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from recbole.data.dataloader import FullSortEvalDataLoader
 
 from recbole_fame import get_model
-from recbole_fame.bucketing import bucket_dataloaders
-from recbole_fame.length_groups import group_bounds, grouped_loss, length_grouped
-from recbole_fame.trainer import resumable
-from recbole.utils import get_trainer
+from recbole_fame.data import prepare_data
+from recbole_fame.data import length_groups, preparation
+from recbole_fame.data.length_groups import group_bounds, grouped_loss
+from recbole_fame.trainer import get_trainer
 
 from helpers import make_config, make_data
 
@@ -97,11 +99,16 @@ def test_grouped_loss_weights_every_part_of_a_tuple(tiny_config):
     torch.testing.assert_close(loss, (batch["item_length"].float().mean(), torch.tensor(1.0)))
 
 
+def _trainer(config):
+    _, train_data, _, _ = make_data(config)
+    return get_trainer(config)(config, get_model(config["model"])(config, train_data._dataset))
+
+
 @pytest.mark.parametrize("value", [0, -2, 2.5, "four", True])
 def test_length_groups_must_be_a_whole_number(tiny_config, value):
     config = make_config("SASRec", {**tiny_config, "length_groups": value})
     with pytest.raises(ValueError, match=r"length_groups must be a whole number >= 1 \(1: off\), got"):
-        length_grouped(get_trainer(config["MODEL_TYPE"], "SASRec"), config)
+        prepare_data(config)
 
 
 def test_a_bad_value_is_named_before_anything_trains(tiny_config):
@@ -113,50 +120,74 @@ def test_a_bad_value_is_named_before_anything_trains(tiny_config):
 
 
 def test_length_groups_off_and_for_other_models(tiny_config, caplog):
-    trainer_class = resumable(get_trainer("SEQUENTIAL", "SASRec"))
-    assert length_grouped(trainer_class, make_config("SASRec", tiny_config, length_groups=1)) is trainer_class
-    assert length_grouped(trainer_class, make_config("SASRec", tiny_config)).__name__ == "LengthGroupedResumableTrainer"
-    caser = make_config("Caser", {**tiny_config, "length_groups": 4})
+    def loss(interaction):
+        return None
+
+    assert _trainer(make_config("SASRec", tiny_config, length_groups=1)).training_loss(loss) is loss
+    assert _trainer(make_config("SASRec", tiny_config)).training_loss(loss) is not loss
     with caplog.at_level(logging.INFO):
-        assert length_grouped(trainer_class, caser) is trainer_class
+        assert _trainer(make_config("Caser", tiny_config, length_groups=4)).training_loss(loss) is loss
     assert "length_groups is for FAME, SASRec, GRU4Rec, CORE; Caser trains on whole batches" in caplog.text
 
 
 def test_configs_saved_before_the_key_existed_are_off(tiny_config):
     config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20})
     config["length_groups"] = None  # what a checkpoint's pickled config from before returns
-    loaders = make_data(config)[1:]
-    assert bucket_dataloaders(config, *loaders) == loaders
-    trainer_class = resumable(get_trainer("SEQUENTIAL", "SASRec"))
-    assert length_grouped(trainer_class, config) is trainer_class
+    _, _, valid_data, test_data = prepare_data(config)
+    assert type(valid_data) is type(test_data) is FullSortEvalDataLoader
 
+    def loss(interaction):
+        return None
 
-def test_groups_of_bucketed_batches_are_trimmed_too(tiny_config):
-    config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20, "length_bucketing": True,
-                                    "length_groups": 4, "bucket_pool_batches": 1})
-    train = bucket_dataloaders(config, *make_data(config)[1:])[0]
-    widths = []
-
-    def recording(part):
-        widths.append((part["item_id_list"].size(1), int(part["item_length"].max())))
-        return part["item_length"].float().mean()
-
-    for batch in train:
-        grouped_loss(recording, config, group_cost=0)(batch)
-    assert all(width == longest for width, longest in widths)
-    assert len(set(widths)) > 1
+    assert _trainer(config).training_loss(loss) is loss
 
 
 def test_length_groups_keep_recboles_training_batches(tiny_config):
     config = make_config("SASRec", {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20, "length_groups": 4})
-    loaders = make_data(config)[1:]
-    train, valid, test = bucket_dataloaders(config, *loaders)
-    assert train is loaders[0]
-    assert type(valid).__name__ == type(test).__name__ == "LengthBucketEvalDataLoader"
+    _, train, valid, test = prepare_data(config)
+    assert type(train).__name__ == "TrainDataLoader"
+    assert type(valid).__name__ == type(test).__name__ == "LengthSortedEvalDataLoader"
+
+
+def _scores_by_user(model, loader):
+    scores = {}
+    with torch.no_grad():
+        for interaction, _, _, _ in loader:
+            for uid, row in zip(interaction[model.USER_ID].tolist(), model.full_sort_predict(interaction)):
+                scores[uid] = row
+    return scores
+
+
+@pytest.mark.parametrize("model_name", ["FAME", "SASRec", "GRU4Rec", "CORE"])
+def test_length_sorted_evaluation_scores_every_user_the_same(tiny_config, model_name):
+    config = make_config(model_name, {**tiny_config, "MAX_ITEM_LIST_LENGTH": 20})
+    _, train_data, _, test_data = make_data(config)
+    _, _, _, sorted_test = prepare_data(config)
+    assert type(sorted_test).__name__ == "LengthSortedEvalDataLoader"
+    model = get_model(model_name)(config, train_data._dataset).eval()
+
+    widths = [batch[0][model.ITEM_SEQ].size(1) for batch in sorted_test]
+    assert min(widths) < 20, "trimming should shorten some batches"
+    lengths = [int(batch[0][model.ITEM_SEQ_LEN].min()) for batch in sorted_test]
+    assert lengths == sorted(lengths)
+    plain, trimmed = _scores_by_user(model, test_data), _scores_by_user(model, sorted_test)
+    assert plain.keys() == trimmed.keys()
+    for uid in plain:
+        torch.testing.assert_close(trimmed[uid], plain[uid], rtol=0, atol=1e-5)
+
+
+def test_models_sized_by_max_length_and_ranks_keep_recboles_loaders(tiny_config):
+    _, _, valid_data, test_data = prepare_data(make_config("Caser", tiny_config))
+    assert type(valid_data) is type(test_data) is FullSortEvalDataLoader
+    config = make_config("SASRec", tiny_config)
+    _, _, valid_data, _ = make_data(config)
+    config["single_spec"] = False  # what a rank's config says (no process group needed here)
+    assert preparation._length_sorted(config, valid_data) is valid_data
 
 
 def test_pipeline_with_length_groups(tiny_config, monkeypatch):
-    from recbole_fame import length_groups, quick_start
+    from recbole_fame import quick_start
+    from recbole_fame.trainer import trainer as trainer_module
 
     calls = []
     original = length_groups.grouped_loss
@@ -165,7 +196,7 @@ def test_pipeline_with_length_groups(tiny_config, monkeypatch):
         calls.append(config["model"])
         return original(loss_func, config)
 
-    monkeypatch.setattr(length_groups, "grouped_loss", recording)
+    monkeypatch.setattr(trainer_module, "grouped_loss", recording)
     result = quick_start.run(model="FAME", dataset="tiny", config_dict={**tiny_config, "length_groups": 4})
     assert calls == ["SASRec"] * tiny_config["epochs"] + ["FAME"] * tiny_config["epochs"]
     assert 0.0 <= result["test_result"]["ndcg@10"] <= 1.0

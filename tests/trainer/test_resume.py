@@ -12,7 +12,8 @@ from recbole.trainer import Trainer
 
 from recbole_fame.checkpoint import CheckpointError, load_checkpoint
 from recbole_fame.quick_start import resume, run
-from recbole_fame.trainer import capture_rng_state, restore_rng_state, resumable
+from recbole_fame.trainer import PipelineTrainer
+from recbole_fame.trainer.random_state import capture_rng_state, restore_rng_state
 
 from helpers import load_script, make_config, make_data
 
@@ -176,7 +177,7 @@ def test_resume_keeps_the_random_state_on_the_cpu_whatever_the_device(tiny_confi
     config = saved["config"]
     _, train_data, _, _ = make_data(config)
     model = SASRec(config, train_data._dataset)
-    trainer = resumable(Trainer)(config, model)
+    trainer = PipelineTrainer(config, model)
     trainer.device = torch.device("meta")
 
     trainer.resume_checkpoint(result["model_file"])
@@ -225,3 +226,14 @@ def test_run_fame_resume_refuses_the_options_it_would_ignore(monkeypatch, capsys
     monkeypatch.setattr(sys, "argv", ["run_fame.py", "--resume=x.pth", "--model=FAME", "--nproc=1"])
     run_fame.main()
     assert resumed == ["x.pth"]
+
+
+def test_a_checkpoint_trained_with_a_removed_option_does_not_resume(tiny_config, tmp_path):
+    result = run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1})
+    checkpoint = load_checkpoint(result["model_file"])
+    checkpoint["config"]["length_bucketing"] = True
+    old = str(tmp_path / "bucketed.pth")
+    torch.save(checkpoint, old)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {old}: length_bucketing=True is an option "
+                                              r"recbole-fame removed in 0\.2\.0"):
+        resume(old)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from recbole.utils import get_trainer
 
 from helpers import make_config, make_data
 from recbole_fame import get_model
-from recbole_fame.history_loss import HistoryMaskedCrossEntropy, history_masked, history_masked_loss
-from recbole_fame.length_groups import group_bounds, grouped_loss
+from recbole_fame.data.length_groups import group_bounds, grouped_loss
 from recbole_fame.quick_start import run
+from recbole_fame.trainer import get_trainer
+from recbole_fame.trainer.history_loss import HistoryMaskedCrossEntropy, history_masked_loss
 
 
 def reference_loss(logits, item_seq, target):
@@ -72,13 +72,23 @@ def test_length_groups_mask_each_group_by_its_own_samples(tiny_config):
     assert split_somewhere
 
 
+def _trainer(config):
+    _, train_data, _, _ = make_data(config)
+    return get_trainer(config)(config, get_model(config["model"])(config, train_data._dataset))
+
+
 def test_the_trainer_uses_it_only_when_asked(tiny_config):
-    config = make_config("SASRec", tiny_config)
-    trainer_class = get_trainer(config["MODEL_TYPE"], config["model"])
+    config = make_config("SASRec", tiny_config, length_groups=1)
     assert config["train_exclude_history"] is False
-    assert history_masked(trainer_class, config) is trainer_class
+    trainer = _trainer(config)
+    assert trainer.training_loss(trainer.model.calculate_loss) == trainer.model.calculate_loss
     config["train_exclude_history"] = True
-    assert history_masked(trainer_class, config).__name__ == "HistoryMaskedTrainer"
+    trainer = _trainer(config)
+    batch = next(iter(make_data(config)[1]))
+    masked = history_masked_loss(trainer.model.calculate_loss, trainer.model, config)
+    trainer.model.eval()
+    assert torch.equal(trainer.training_loss(trainer.model.calculate_loss)(batch), masked(batch))
+    assert not torch.equal(masked(batch), trainer.model.calculate_loss(batch))
 
 
 @pytest.mark.parametrize("model_name, overrides, message", [
@@ -89,7 +99,7 @@ def test_the_trainer_uses_it_only_when_asked(tiny_config):
 def test_it_refuses_what_it_does_not_apply_to(tiny_config, model_name, overrides, message):
     config = make_config(model_name, {**tiny_config, "train_exclude_history": True, **overrides})
     with pytest.raises(ValueError, match=message):
-        history_masked(get_trainer(config["MODEL_TYPE"], config["model"]), config)
+        _trainer(config)
 
 
 def test_a_run_trains_with_it_and_gives_metrics(tiny_config, monkeypatch):

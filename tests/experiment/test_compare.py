@@ -11,14 +11,13 @@ import sys
 
 import pytest
 
-from recbole_fame import compare as compare_module
+from recbole_fame.experiment import compare as compare_module
 from recbole_fame.checkpoint import load_checkpoint
-from recbole_fame.compare import RunFailed, compare, plan, project_keys
-from recbole_fame.compare_report import write_reports
+from recbole_fame.experiment.compare import RunFailed, compare, plan, project_keys
+from recbole_fame.experiment.report import write_reports
 
-from helpers import build_fame
+from helpers import REPO, build_fame
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ["HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -83,8 +82,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
         assert float(row[8]) == record["best_valid_result"]["ndcg@10"]  # valid NDCG@10
         assert row[12] == f"{record['parameters']:,}"
     assert "## The paper's Table 2" not in table  # no paper rows for 'tiny'
-    assert ("\nPipeline: `fast_layers=True`, `length_groups=4`, `length_bucketing=False`, "
-            "`keep_freed_memory=True`.\n") in table
+    assert "\nPipeline: `fast_layers=True`, `length_groups=4`, `keep_freed_memory=True`.\n" in table
 
     with open(out / "table.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
@@ -122,7 +120,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     path = out / "runs" / "SASRec-seed2020.json"
     record = _record(out, "SASRec-seed2020")
     assert record["settings"]["pipeline"] == {
-        "fast_layers": True, "length_groups": 4, "length_bucketing": False, "keep_freed_memory": True}
+        "fast_layers": True, "length_groups": 4, "keep_freed_memory": True}
     original = path.read_bytes()
 
     def refused_when_stored(record, message):
@@ -144,7 +142,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     kept_when_stored(record)
     del record["settings"]["pipeline"]
     refused_when_stored(record, r"does not record its pipeline "
-                                r"\(fast_layers, length_groups, length_bucketing, keep_freed_memory\)")
+                                r"\(fast_layers, length_groups, keep_freed_memory\)")
 
     # It records the values of the project's yaml keys too: a default edited in properties/ since
     # (here stopping_step) is refused, naming the key, and so is a key added to the files since.
@@ -223,14 +221,14 @@ def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, mo
 
     # Model:key=value,... is a variant labelled by its whole name; without backbone keys it is
     # fine-tuned from the seed's SASRec baseline.
-    name = "FAME:learning_rate=0.0003,facet_projection_init=scaled_selector"
-    jobs = plan("tiny", ["SASRec", name, "FAME-N1:learning_rate=0.0003"], [1], overrides=settings)
+    name = "FAME:finetune_learning_rate=0.001,expert_init=random"
+    jobs = plan("tiny", ["SASRec", name, "FAME-N1:finetune_learning_rate=0.001"], [1], overrides=settings)
     assert [(j.label, j.model, j.stage_one) for j in jobs] == [
         ("SASRec", "SASRec", None), (name, "FAME", "SASRec"),
-        ("FAME-N1:learning_rate=0.0003", "FAME", "SASRec")]
-    assert jobs[1].config_dict["learning_rate"] == "0.0003"
-    assert jobs[1].config_dict["facet_projection_init"] == "scaled_selector"
-    assert jobs[2].config_dict["n_experts"] == 1 and jobs[2].config_dict["learning_rate"] == "0.0003"
+        ("FAME-N1:finetune_learning_rate=0.001", "FAME", "SASRec")]
+    assert jobs[1].config_dict["finetune_learning_rate"] == "0.001"
+    assert jobs[1].config_dict["expert_init"] == "random"
+    assert jobs[2].config_dict["n_experts"] == 1 and jobs[2].config_dict["finetune_learning_rate"] == "0.001"
     with pytest.raises(ValueError, match=r"Cannot read 'lr' in --models 'FAME:lr': a variant is written"):
         plan("tiny", ["FAME:lr"], [1], overrides=settings)
     with pytest.raises(ValueError, match=r"'seed' in --models 'FAME:seed=3' cannot be set: use --seeds"):
@@ -245,7 +243,7 @@ def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, mo
         plan("tiny", ["FAME:n_experts=2,n_experts=3"], [1], overrides=settings)
     # File names: plain labels as they are, a variant's ':' and ',' replaced, plus a hash of the label.
     assert jobs[0].name == "SASRec-seed1"
-    assert re.fullmatch(r"FAME_learning_rate=0\.0003_facet_projection_init=scaled_selector-[0-9a-f]{8}-seed1",
+    assert re.fullmatch(r"FAME_finetune_learning_rate=0\.001_expert_init=random-[0-9a-f]{8}-seed1",
                         jobs[1].name), jobs[1].name
 
     jobs = plan("tiny", ["FAME"], [1], overrides={**settings, "pretrain": False})
@@ -373,23 +371,23 @@ def test_run_compare_cli_names_a_bad_model(tmp_path):
 
 
 def test_report_names_runs_whose_pipelines_differ(tmp_path):
-    grouped = {"fast_layers": True, "length_groups": 4, "length_bucketing": False, "keep_freed_memory": False}
+    grouped = {"fast_layers": True, "length_groups": 4, "keep_freed_memory": False}
     records = [_fake_record("SASRec", 1, 0.07, 0.04), _fake_record("FAME", 1, 0.08, 0.05),
                _fake_record("FAME", 2, 0.08, 0.05)]
     records[0]["settings"] = records[1]["settings"] = {"pipeline": grouped}
     records[2]["settings"] = {"pipeline": {**grouped, "length_groups": 1}}
     write_reports(str(tmp_path), "beauty", "cmd", [1, 2], ["SASRec", "FAME"], records)
     table = (tmp_path / "table.md").read_text()
-    assert ("Pipelines differ between runs: `fast_layers=True`, `length_groups=4`, `length_bucketing=False`, "
+    assert ("Pipelines differ between runs: `fast_layers=True`, `length_groups=4`, "
             "`keep_freed_memory=False` (SASRec seed 1, FAME seed 1); `fast_layers=True`, `length_groups=1`, "
-            "`length_bucketing=False`, `keep_freed_memory=False` (FAME seed 2).") in table
+            "`keep_freed_memory=False` (FAME seed 2).") in table
     del records[2]["settings"]
     write_reports(str(tmp_path), "beauty", "cmd", [1, 2], ["SASRec", "FAME"], records)
     assert "; not recorded (FAME seed 2)." in (tmp_path / "table.md").read_text()
 
 
 def test_chart_puts_each_setting_of_a_variant_on_its_own_line(tmp_path, monkeypatch):
-    from recbole_fame import compare_report
+    from recbole_fame.experiment import report as compare_report
 
     saved = []
     monkeypatch.setattr(compare_report, "save_figure", lambda figure, path, **kw: saved.append(figure))
@@ -403,12 +401,12 @@ def test_chart_puts_each_setting_of_a_variant_on_its_own_line(tmp_path, monkeypa
 
 
 def test_chart_keeps_long_variant_labels_apart_and_the_legend_above_the_bars(tmp_path, monkeypatch):
-    from recbole_fame import compare_report
+    from recbole_fame.experiment import report as compare_report
 
     saved = []
     monkeypatch.setattr(compare_report, "save_figure", lambda figure, path, **kw: saved.append(figure))
     models = ["SASRec", "FAME:learning_rate=0.0003,final_residual=none,expert_init=random",
-              "FAME:learning_rate=0.0003,facet_projection_init=scaled_selector",
+              "FAME:finetune_learning_rate=0.001,n_experts=16,expert_init=random",
               "FAME:learning_rate=0.0003,final_residual=split"]
     records = [_fake_record(model, 1, 0.08, 0.04) for model in models]
     write_reports(str(tmp_path), "beauty", "cmd", [1], models, records)

@@ -1,11 +1,11 @@
-"""FAME against FAME w/o MoE and RecBole's baselines on one dataset: the logic of ``run_compare.py``.
+"""FAME against FAME w/o MoE and RecBole's baselines on one dataset: the runs of ``run_compare.py``.
 
 Every (model, seed) run goes through :func:`recbole_fame.quick_start.run`, so all models share the
 Config, protocol, split, evaluator, seed and training budget. Each run is a child process of its
 own, so that its peak memory is its own. A finished run is written at once to
 ``<out>/runs/<model>-seed<seed>.json``; the same command run again keeps it and skips it, so an
 interrupted comparison loses only the run in progress. The tables and the chart
-(:mod:`recbole_fame.compare_report`) are rewritten after every run.
+(:mod:`recbole_fame.experiment.report`) are rewritten after every run.
 
 FAME's stage 1 is a SASRec with FAME's backbone settings (``quick_start.BACKBONE_KEYS``). When the
 SASRec baseline of a seed has exactly those settings (the per-dataset files give every model the
@@ -32,12 +32,12 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import init_logger, set_color
 
-from recbole_fame.bucketing import length_groups_setting
-from recbole_fame.compare_report import PAPER_TABLE, read_paper_table, write_reports
-from recbole_fame.config import (PLUGIN_MODELS, PROTOCOL_FILE, Config, dataset_settings_file,
-                                 model_defaults_file, resolve_config_file)
+from recbole_fame.config import PROTOCOL_FILE, Config, dataset_settings_file, model_defaults_file, resolve_config_file
 from recbole_fame.data import check_dataset_files
+from recbole_fame.data.length_groups import length_groups_setting
+from recbole_fame.experiment.report import PAPER_TABLE, read_paper_table, write_reports
 from recbole_fame.files import write_json
+from recbole_fame.model import PLUGIN_MODELS
 from recbole_fame.quick_start import BACKBONE_KEYS, run
 
 DEFAULT_SEEDS = (2020, 2021, 2022)
@@ -61,7 +61,7 @@ VARIANT_REFUSED_KEYS = ("topk", "metrics", "valid_metric", "eval_args", "exclude
                         "load_col", "benchmark_filename", "user_inter_num_interval", "item_inter_num_interval")
 VARIANT_REFUSED_PREFIXES = ("text_",)
 
-# What the tables report (compare_report.METRICS): other topk or metrics may add to it.
+# What the tables report (report.METRICS): other topk or metrics may add to it.
 REPORTED_TOPK = (5, 10, 20)
 REPORTED_METRICS = ("Hit", "NDCG")
 
@@ -70,7 +70,7 @@ OUTPUT_KEYS = ("show_progress", "state")
 # Keys with project defaults (properties/overall.yaml) that change how a run trains or how long it
 # takes: every run records their values, so a default changed later cannot mix pipelines in one
 # table (the command line alone would not show it).
-PIPELINE_KEYS = ("fast_layers", "length_groups", "length_bucketing", "keep_freed_memory")
+PIPELINE_KEYS = ("fast_layers", "length_groups", "keep_freed_memory")
 # Of those, the ones that change time and memory but no number: a run finished under another
 # value is kept (the table's pipeline line names the runs of each value).
 TIMING_ONLY_KEYS = ("keep_freed_memory",)

@@ -4,11 +4,11 @@ import sys
 
 import pytest
 
-from recbole_fame.converters import ConversionError, convert, k_core
+from recbole_fame.data.converters import ConversionError, convert, k_core
 
-from conftest import SHARED_DATASETS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO, SHARED_DATASETS
+
 
 
 def read_inter(path):

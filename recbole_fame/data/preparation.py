@@ -1,0 +1,58 @@
+"""The dataset and loaders the pipeline trains and tests with: RecBole's, checked and configured.
+
+:func:`prepare_data` is RecBole's ``create_dataset`` + ``data_preparation`` after a check that the
+atomic files are there, with the evaluation loaders the config asks for: sorted by history length
+and trimmed (``length_groups``, :mod:`recbole_fame.data.length_groups`) and leaving each user's
+earlier items out of the ranking (``exclude_history``, :mod:`recbole_fame.data.history`).
+"""
+
+import os
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.data.dataloader import FullSortEvalDataLoader
+
+from recbole_fame.data.history import history_excluding_dataloaders
+from recbole_fame.data.length_groups import LengthSortedEvalDataLoader, uses_length_groups
+
+
+def check_dataset_files(config):
+    """Raise FileNotFoundError naming the folder searched when a dataset's interaction file is absent.
+
+    RecBole itself would try to download the dataset (this project's machines have no network)
+    or fail with a bare "File ... not exist".
+    """
+    folder = config["data_path"]  # RecBole has already joined data_path and the dataset name
+    token = config["dataset"]
+    if config["benchmark_filename"]:
+        names = [f"{token}.{part}.inter" for part in config["benchmark_filename"]]
+    else:
+        names = [f"{token}.inter"]
+    missing = [os.path.join(folder, name) for name in names if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise FileNotFoundError(
+            f"Dataset '{token}': no interaction file at {os.path.abspath(missing[0])}. "
+            f"Put RecBole atomic files ({token}.inter, optionally {token}.item and {token}.user) "
+            f"in {os.path.abspath(folder)}, or pass --data_path=DIR where DIR/{token}/ holds them. "
+            f"To make them from raw files: python dataset_atomic/convert.py "
+            f"{{sequences,movielens,amazon}} RAW_FILE --name={token} "
+            f"--out={os.path.dirname(os.path.abspath(folder))}"
+        )
+
+
+def prepare_data(config):
+    """``(dataset, train_data, valid_data, test_data)`` for ``config``."""
+    check_dataset_files(config)
+    dataset = create_dataset(config)
+    getLogger().info(dataset)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    valid_data, test_data = (_length_sorted(config, data) for data in (valid_data, test_data))
+    return (dataset, *history_excluding_dataloaders(config, train_data, valid_data, test_data))
+
+
+def _length_sorted(config, data):
+    """``data`` sorted by length and trimmed, for a model trained in length groups in one process
+    with full-sort evaluation (a sampled evaluation must stay sampled); otherwise ``data``."""
+    if uses_length_groups(config) and config["single_spec"] and type(data) is FullSortEvalDataLoader:
+        return LengthSortedEvalDataLoader(config, data._dataset, data._sampler, shuffle=False)
+    return data
