@@ -3,7 +3,8 @@
     python run_compare.py --dataset=beauty
     python run_compare.py --dataset=ml-100k --seeds 2020 2021 --models FAME SASRec --epochs=20
 
-Writes <out>/table.md, table.csv, results.json and chart.png (default out: results/compare-NAME).
+Writes <out>/table.md, table.csv, results.json and chart.png (default out: results/NAME-all, or
+results/NAME-excl with --exclude_history=True).
 Finished runs are kept in <out>/runs/: the same command again resumes where it stopped.
 --report_only writes the tables from the finished runs without training (runs made by several
 processes into the same <out>).
@@ -35,7 +36,8 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
                         help="FAME, FAME-N1 (FAME with n_experts=1), RecBole sequential models, or variants "
                              "Model:key=value,key=value (for FAME: stage-2 settings)")
-    parser.add_argument("--out", help="output folder (default results/compare-NAME)")
+    parser.add_argument("--out", help="output folder (default results/NAME-all, or results/NAME-excl "
+                                      "with --exclude_history=True)")
     parser.add_argument("--config_files", default=None,
                         help="space-separated yaml files (also looked up in properties/)")
     parser.add_argument("--paper_table", default=None,
@@ -50,14 +52,17 @@ def main():
     # kill (SIGTERM) stops a comparison as Ctrl-C does: the run in progress is stopped with it,
     # rather than training on in a process nobody waits for.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    config_file_list = args.config_files.split() if args.config_files else None
     try:
+        overrides = parse_overrides(rest)
+        out = args.out or default_out(args.dataset, config_file_list, overrides)
         compare(
             dataset=args.dataset,
             models=args.models,
             seeds=args.seeds,
-            out=args.out,
-            config_file_list=args.config_files.split() if args.config_files else None,
-            overrides=parse_overrides(rest),
+            out=out,
+            config_file_list=config_file_list,
+            overrides=overrides,
             command=command,
             report_only=args.report_only,
             **options,
@@ -65,7 +70,7 @@ def main():
     except (ValueError, FileNotFoundError, CheckpointError, RunFailed) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
-        runs = os.path.join(args.out or default_out(args.dataset), "runs")
+        runs = os.path.join(out, "runs")
         sys.exit(f"interrupted: the finished runs are kept in {runs}; the same command resumes")
 
 

@@ -1,4 +1,5 @@
-"""The defaults in properties/ reach a user who installs the built wheel, from another directory."""
+"""The defaults in properties/ and the paper's table reach a user who installs the built wheel,
+from another directory."""
 
 import json
 import os
@@ -6,7 +7,7 @@ import subprocess
 import sys
 import zipfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
 
 
 def test_wheel_ships_properties_and_finds_them(tmp_path):
@@ -23,6 +24,7 @@ def test_wheel_ships_properties_and_finds_them(tmp_path):
     for bundled in ("overall.yaml", "fame.yaml", "model/FAME.yaml", "dataset/beauty.yaml",
                     "hyper/fame.hyper"):
         assert f"recbole_fame/properties/{bundled}" in names
+    assert "recbole_fame/experiment/fame_paper_table2.csv" in names
 
     site = tmp_path / "site"
     install = subprocess.run(
@@ -39,14 +41,19 @@ def test_wheel_ships_properties_and_finds_them(tmp_path):
         "c = Config(model=recbole_fame.FAME, dataset='ml-100k'); "
         "d = recbole_fame.Config(model='FAME', dataset='ml-20m', config_file_list=['fame.yaml']); "
         "print(json.dumps([recbole_fame.__file__, c['n_experts'], c['final_residual'], d['topk'], "
-        "d['n_experts'], d['item_inter_num_interval']]))"
+        "d['n_experts'], d['item_inter_num_interval']])); "
+        "from recbole_fame.experiment.report import PAPER_TABLE, read_paper_table; "
+        "print(json.dumps([PAPER_TABLE, read_paper_table(PAPER_TABLE, 'beauty')[1]['FAME']['HR@10']]))"
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=elsewhere, env=env
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    module_file, n_experts, final_residual, topk, ml20m_experts, core = json.loads(out.stdout)
+    settings, paper = out.stdout.splitlines()
+    module_file, n_experts, final_residual, topk, ml20m_experts, core = json.loads(settings)
+    paper_table, fame_hr10 = json.loads(paper)
+    assert paper_table.startswith(str(site)) and fame_hr10 == 0.0978  # the paper's Table 2
     assert module_file.startswith(str(site))
     assert (n_experts, final_residual) == (4, "projection")  # properties/model/FAME.yaml
     assert topk == [5, 10, 20]  # properties/overall.yaml

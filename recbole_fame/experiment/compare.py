@@ -285,9 +285,9 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
     for key in overrides:
         if key in CONTROLLED_KEYS:
             raise ValueError(f"'{key}' cannot be set for a comparison: {CONTROLLED_KEYS[key]}")
-    out = os.path.abspath(out or default_out(dataset))
     if config_file_list:
         config_file_list = [os.path.abspath(resolve_config_file(f)) for f in config_file_list]
+    out = os.path.abspath(out or default_out(dataset, config_file_list, overrides))
     jobs = plan(dataset, list(models), list(seeds), config_file_list, overrides)
     logger = _init_logger(dataset, config_file_list, overrides)
     if command is None:
@@ -333,8 +333,13 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
     return summary
 
 
-def default_out(dataset):
-    return os.path.join("results", f"compare-{dataset}")
+def default_out(dataset, config_file_list=None, overrides=None):
+    """``results/<dataset>-<ranking>``, the folder of the canonical comparison of ``dataset`` under
+    the ranking the settings ask for: ``excl`` with ``exclude_history``, ``all`` (RecBole's ranking
+    of every item) otherwise."""
+    config = Config(model="SASRec", dataset=dataset, config_file_list=config_file_list,
+                    config_dict=dict(overrides or {}))
+    return os.path.join("results", f"{dataset}-{'excl' if config['exclude_history'] else 'all'}")
 
 
 def _init_logger(dataset, config_file_list, overrides):
