@@ -28,7 +28,7 @@ from recbole_fame.experiment.compare import (
 )
 
 
-def main():
+def build_parser():
     # No abbreviations: --seed=1 or --model=X must not silently become --seeds / --models.
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", "-d", required=True, help="dataset name (ml-100k, beauty, ...)")
@@ -44,7 +44,11 @@ def main():
                         help="the paper's Table 2 as CSV (default: the copy shipped in recbole_fame/experiment/)")
     parser.add_argument("--report_only", action="store_true",
                         help="train nothing: tables from the runs finished in <out>/runs/")
-    args, rest = parser.parse_known_args()
+    return parser
+
+
+def main():
+    args, rest = build_parser().parse_known_args()
     # The command the runs come from: without --report_only it trains what is missing.
     command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv if arg != "--report_only"])
     sys.argv = sys.argv[:1]  # RecBole's Config would read the --key=value arguments a second time

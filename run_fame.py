@@ -17,8 +17,13 @@ from recbole_fame.quick_start import resume, run
 from recbole_fame.text.encoder import TextExtraMissing
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="Every other --key=value is a RecBole config key. A checkpoint (.pth) is a pickle: loading "
+               "one (--resume, --checkpoint, --pretrained_path) runs code it contains, so load only your "
+               "own or trusted ones.",
+    )
     parser.add_argument("--model", "-m", default="FAME", help="FAME or a RecBole model name")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name")
     parser.add_argument(
@@ -40,8 +45,17 @@ def main():
     # Not --topk: that is RecBole's config key of the evaluated list lengths (--topk=[5,10]).
     parser.add_argument("--explain_topk", type=int, default=20, help="length of the explained lists")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a figure there")
+    return parser
+
+
+def parse_args(argv=None):
+    """The script's options and the ``--key=value`` config arguments, checked together."""
+    parser = build_parser()
     # Every other --key=value is a RecBole config key, read by Config from the command line.
-    args, config_args = parser.parse_known_args()
+    args, config_args = parser.parse_known_args(argv)
+    bad = [arg for arg in config_args if not (arg.startswith("--") and "=" in arg)]
+    if bad:
+        parser.error(f"config keys are written --key=value, got {' '.join(bad)}")
     if (args.explain or args.explain_summary) and not args.checkpoint:
         parser.error("--explain and --explain-summary need --checkpoint=PATH")
     if args.explain and args.user is None:
@@ -58,6 +72,11 @@ def main():
                 "--resume takes every setting from the checkpoint and resumes in one process; "
                 f"drop {' '.join(ignored + config_args)}"
             )
+    return args, config_args
+
+
+def main():
+    args, _ = parse_args()
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     if args.explain or args.explain_summary:
         from recbole_fame.explain import explain_command, explain_summary_command

@@ -14,7 +14,7 @@ from recbole_fame.checkpoint import CheckpointError
 from recbole_fame.experiment.hyper import hyper_search
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", "-m", default="FAME", help="FAME or a RecBole model name")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name")
@@ -36,8 +36,12 @@ def main():
         "--early_stop", type=int, default=10,
         help="random and bayes stop after this many points in a row without a better validation score (0: never)",
     )
+    return parser
+
+
+def main():
     # Every other --key=value is a RecBole config key, fixed for the whole search.
-    args, _ = parser.parse_known_args()
+    args, _ = build_parser().parse_known_args()
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
     try:
         found = hyper_search(

@@ -27,17 +27,17 @@ IMPLEMENTATIONS = {"for-loop (RecBole's default on CPU)": {"foreach": False},
                    "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
-def parse_args():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_data_args(parser)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--out", default=None)
-    return parser.parse_args()
+    return parser
 
 
 def main():
-    args = parse_args()
+    args = build_parser().parse_args()
     command = prepare_raw_data(args)
     settings = {"data_path": args.data_path, "state": "WARNING", "n_heads": 4, "n_experts": 8, "pretrain": False}
     dataset = None

@@ -32,13 +32,17 @@ def minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="beauty")
-    parser.add_argument("--max_width", type=int, default=8, help="only batches trimmed to at most this")
+    parser.add_argument("--max_width", type=int, default=8, help="only histories of at most this many items")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--mallopt", action="store_true")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     sys.argv = sys.argv[:1]
     if args.mallopt and not keep_freed_memory():
         sys.exit("--mallopt: glibc's mallopt is not available here")

@@ -1,7 +1,7 @@
 """The same trained models under both full rankings: RecBole's for sequential models (every item)
 and S3-Rec's (``exclude_history``: the items each user had before the target left out).
 
-    python benchmarks/protocol.py results/compare-beauty-excl/runs/*.json --out=results/protocol-beauty.md
+    python benchmarks/protocol.py results/beauty-excl/runs/*.json --out=results/protocol-beauty.md
 
 Each argument is a run file of ``run_compare.py``; its ``model_file`` (the checkpoint of the epoch
 chosen on validation under the ranking the run was made with) is evaluated on the validation and
@@ -26,11 +26,11 @@ from recbole_fame.inference import data_and_model
 METRICS = ("hit@10", "ndcg@10")
 
 
-def parse_args():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="run files (<out>/runs/*.json) of run_compare.py")
     parser.add_argument("--out")
-    return parser.parse_args()
+    return parser
 
 
 def evaluate_both(model_file):
@@ -76,7 +76,7 @@ def markdown(command, rows):
 
 
 def main():
-    args = parse_args()
+    args = build_parser().parse_args()
     command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     rows = []

@@ -28,7 +28,7 @@ PIPELINES = {
 }
 
 
-def parse_args():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_data_args(parser)
     parser.add_argument("--model", default="SASRec")
@@ -36,7 +36,7 @@ def parse_args():
     parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
     parser.add_argument("--out")
-    return parser.parse_args()
+    return parser
 
 
 def mean_sd(values):
@@ -45,7 +45,7 @@ def mean_sd(values):
 
 
 def main():
-    args = parse_args()
+    args = build_parser().parse_args()
     command = prepare_raw_data(args)
     out = args.out or os.path.join("results", f"quality-{args.dataset}.md")
     store = os.path.splitext(out)[0] + ".json"

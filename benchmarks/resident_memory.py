@@ -42,14 +42,18 @@ def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_data_args(parser)
     parser.add_argument("--length_groups", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--trim_each_epoch", action="store_true")
     parser.add_argument("--keep_freed_memory", action="store_true")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     if not sys.platform.startswith("linux"):
         sys.exit("resident_memory.py reads /proc and calls glibc: Linux only")
     command = prepare_raw_data(args)

@@ -59,7 +59,7 @@ PIPELINES = {
 }
 
 
-def parse_args():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_data_args(parser)
     parser.add_argument("--reps", type=int, default=3)
@@ -74,6 +74,11 @@ def parse_args():
     parser.add_argument("--keep_freed_memory", action="store_true",
                         help="glibc's thresholds fixed for the whole process (every pipeline)")
     parser.add_argument("--out")
+    return parser
+
+
+def parse_args():
+    parser = build_parser()
     args = parser.parse_args()
     if args.reps < 1 or args.eval_reps < 1 or args.steps < 1:
         parser.error("--reps, --eval_reps and --steps must be at least 1")

@@ -52,7 +52,8 @@ class SettingsMismatch(ValueError):
     """The results file holds runs made with other settings."""
 
 
-def parse_args(argv=None):
+def build_parser():
+    """The script's own options; every other ``--key=value`` is a config key for all arms."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", "-d", default="ml-100k")
     parser.add_argument("--model", default="FAME", help="FAME (default) or SASRec")
@@ -62,6 +63,11 @@ def parse_args(argv=None):
     parser.add_argument("--holdout_share", type=float, default=0.2,
                         help="share of items whose labels the held-out pre-training hides")
     parser.add_argument("--out", help="markdown report (default results/text-pretrain-<dataset>.md)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
     for key in ARM_KEYS:

@@ -13,7 +13,7 @@ import sys
 from recbole_fame.data.converters import ConversionError, convert
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
@@ -23,7 +23,11 @@ def main():
     parser.add_argument("--name", required=True, help="dataset name: writes <out>/<name>/<name>.inter")
     parser.add_argument("--out", default="dataset_atomic", help="folder of datasets (default: dataset_atomic)")
     parser.add_argument("--min_core", type=int, default=5, help="k-core for movielens and amazon (default 5)")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     try:
         path, count = convert(args.source, args.input, args.out, args.name, args.min_core)
     except (ConversionError, FileNotFoundError) as exc:

@@ -615,8 +615,7 @@ def cold_start_item_embeddings(model, dataset, pretraining, raw_ids, ridge=1e-3)
     ``raw_ids``. For a model right after its text initialisation this gives back (up to the ridge)
     the pre-trained sub-embeddings; after training, it follows where training moved the items.
     Score them as the model scores its own items, e.g. ``model.forward(seq, len) @ emb.T`` for
-    FAME and SASRec (for FAME with ``scoring: cosine``, both sides unit-normalised and divided by
-    ``scoring_temperature``). ``ridge`` is relative to the mean squared feature.
+    FAME and SASRec. ``ridge`` is relative to the mean squared feature.
     """
     tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
     rows = torch.tensor(pretraining.rows(tokens), dtype=torch.long)
