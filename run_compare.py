@@ -6,6 +6,8 @@
 Writes <out>/table.md, table.csv, results.json and chart.png (default out: results/NAME-all, or
 results/NAME-excl with --exclude_history=True).
 Finished runs are kept in <out>/runs/: the same command again resumes where it stopped.
+Their checkpoints are kept in <out>/checkpoints/ and recorded relative to <out>; FAME is fine-tuned
+only from a SASRec checkpoint inside <out>/checkpoints/ (loading a checkpoint runs code).
 --report_only writes the tables from the finished runs without training (runs made by several
 processes into the same <out>).
 Every other --key=value is a config key for all models, as in run_fame.py.
@@ -44,6 +46,8 @@ def build_parser():
                         help="the paper's Table 2 as CSV (default: the copy shipped in recbole_fame/experiment/)")
     parser.add_argument("--report_only", action="store_true",
                         help="train nothing: tables from the runs finished in <out>/runs/")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let the tables replace files of their names in --out that no comparison wrote")
     return parser
 
 
@@ -69,9 +73,10 @@ def main():
             overrides=overrides,
             command=command,
             report_only=args.report_only,
+            overwrite=args.overwrite,
             **options,
         )
-    except (ValueError, FileNotFoundError, CheckpointError, RunFailed) as exc:
+    except (ValueError, OSError, CheckpointError, RunFailed) as exc:
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
         runs = os.path.join(out, "runs")

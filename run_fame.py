@@ -15,6 +15,7 @@ import sys
 from recbole_fame.checkpoint import CheckpointError
 from recbole_fame.quick_start import resume, run
 from recbole_fame.text.encoder import TextExtraMissing
+from recbole_fame.trainer.trainer import last_saved_checkpoint
 
 
 def build_parser():
@@ -45,6 +46,10 @@ def build_parser():
     # Not --topk: that is RecBole's config key of the evaluated list lengths (--topk=[5,10]).
     parser.add_argument("--explain_topk", type=int, default=20, help="length of the explained lists")
     parser.add_argument("--plot", metavar="FILE.png", help="also write a figure there")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="let --plot replace a file that is not an earlier figure (or table) of the same command",
+    )
     return parser
 
 
@@ -83,10 +88,10 @@ def main():
 
         try:
             if args.explain:
-                print(explain_command(args.checkpoint, args.user, args.explain_topk, args.plot))
+                print(explain_command(args.checkpoint, args.user, args.explain_topk, args.plot, args.overwrite))
             else:
-                print(explain_summary_command(args.checkpoint, args.explain_topk, args.plot))
-        except (FileNotFoundError, CheckpointError, ValueError) as exc:  # ValueError: user, topk
+                print(explain_summary_command(args.checkpoint, args.explain_topk, args.plot, args.overwrite))
+        except (OSError, CheckpointError, ValueError) as exc:  # ValueError: user, topk; OSError: files
             sys.exit(f"error: {exc}")
         return
     try:
@@ -105,6 +110,14 @@ def main():
             )
     except (FileNotFoundError, CheckpointError, TextExtraMissing, ValueError) as exc:  # ValueError: process counts, config values
         sys.exit(f"error: {exc}")
+    except KeyboardInterrupt:
+        checkpoint = last_saved_checkpoint()
+        print(
+            f"\ninterrupted: python run_fame.py --resume={checkpoint} goes on from its last saved epoch"
+            if checkpoint else "\ninterrupted before the first checkpoint was written",
+            file=sys.stderr,
+        )
+        sys.exit(130)
 
 
 if __name__ == "__main__":

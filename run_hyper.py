@@ -36,6 +36,10 @@ def build_parser():
         "--early_stop", type=int, default=10,
         help="random and bayes stop after this many points in a row without a better validation score (0: never)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="let the tables replace grid.md/.csv/.json in --output_dir that no search wrote",
+    )
     return parser
 
 
@@ -53,8 +57,9 @@ def main():
             algo=args.algo,
             max_evals=args.max_evals,
             early_stop=args.early_stop,
+            overwrite=args.overwrite,
         )
-    except (FileNotFoundError, ValueError, CheckpointError) as exc:
+    except (OSError, ValueError, CheckpointError) as exc:
         sys.exit(f"error: {exc}")
     print("best: " + " ".join(f"--{k}={v}" for k, v in found["best"]["params"].items()))
     print(f"grid: {found['files']['md']}")

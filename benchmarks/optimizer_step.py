@@ -19,7 +19,7 @@ import torch
 from recbole.data import create_dataset
 from recbole.utils import init_seed
 
-from data_args import add_data_args, prepare_raw_data
+from data_args import add_data_args, add_overwrite_arg, check_report_out, prepare_raw_data
 from recbole_fame import Config, get_model
 from recbole_fame.files import write_text
 
@@ -33,11 +33,14 @@ def build_parser():
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--out", default=None)
+    add_overwrite_arg(parser)
     return parser
 
 
 def main():
     args = build_parser().parse_args()
+    if args.out:
+        check_report_out(args.out, __file__, args.overwrite)
     command = prepare_raw_data(args)
     settings = {"data_path": args.data_path, "state": "WARNING", "n_heads": 4, "n_experts": 8, "pretrain": False}
     dataset = None

@@ -17,7 +17,9 @@ import sys
 
 from recbole.utils import get_trainer
 
+from data_args import add_overwrite_arg, check_report_out
 from recbole_fame.checkpoint import load_checkpoint
+from recbole_fame.experiment.compare import recorded_checkpoint
 from recbole_fame.experiment.report import run_setting
 from recbole_fame.files import write_json, write_text
 from recbole_fame.data.history import history_excluding_dataloaders
@@ -30,6 +32,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="run files (<out>/runs/*.json) of run_compare.py")
     parser.add_argument("--out")
+    add_overwrite_arg(parser)
     return parser
 
 
@@ -79,15 +82,21 @@ def main():
     args = build_parser().parse_args()
     command = " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
-    rows = []
+    records = []
     for path in args.runs:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
+        # A record names its checkpoint relative to its comparison's folder (<out>/runs/<run>.json).
+        out_folder = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        records.append((record, recorded_checkpoint(out_folder, path, record["model_file"])))
+    out = args.out or os.path.join("results", f"protocol-{records[0][0]['dataset']}.md")
+    check_report_out(out, __file__, args.overwrite)
+    rows = []
+    for record, model_file in records:
         chosen = run_setting(record, "exclude_history")
         rows.append({"model": record["model"], "seed": record["seed"], "dataset": record["dataset"],
                      "chosen_under": "exclude_history" if chosen else "all items",
-                     "model_file": record["model_file"], "result": evaluate_both(record["model_file"])})
-    out = args.out or os.path.join("results", f"protocol-{rows[0]['dataset']}.md")
+                     "model_file": record["model_file"], "result": evaluate_both(model_file)})
     write_json(os.path.splitext(out)[0] + ".json", {"command": command, "runs": rows})
     write_text(out, markdown(command, rows))
     print(markdown(command, rows))

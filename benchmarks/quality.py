@@ -17,7 +17,7 @@ import json
 import os
 import statistics
 
-from data_args import add_data_args, prepare_raw_data
+from data_args import add_data_args, add_overwrite_arg, check_report_out, prepare_raw_data
 from recbole_fame.files import write_json, write_text
 from recbole_fame.quick_start import run
 
@@ -36,6 +36,7 @@ def build_parser():
     parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
     parser.add_argument("--out")
+    add_overwrite_arg(parser)
     return parser
 
 
@@ -48,6 +49,7 @@ def main():
     args = build_parser().parse_args()
     command = prepare_raw_data(args)
     out = args.out or os.path.join("results", f"quality-{args.dataset}.md")
+    check_report_out(out, __file__, args.overwrite)
     store = os.path.splitext(out)[0] + ".json"
     done = json.load(open(store)) if os.path.isfile(store) else {}
     for seed in args.seeds:

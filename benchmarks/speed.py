@@ -42,7 +42,7 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from data_args import add_data_args, prepare_raw_data
+from data_args import add_data_args, add_overwrite_arg, check_report_out, prepare_raw_data
 from recbole_fame import Config, get_model
 from recbole_fame.data import prepare_data
 from recbole_fame.files import write_text
@@ -74,6 +74,7 @@ def build_parser():
     parser.add_argument("--keep_freed_memory", action="store_true",
                         help="glibc's thresholds fixed for the whole process (every pipeline)")
     parser.add_argument("--out")
+    add_overwrite_arg(parser)
     return parser
 
 
@@ -146,6 +147,8 @@ def fmt(values, digits=3):
 
 def main():
     args = parse_args()
+    out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
+    check_report_out(out, __file__, args.overwrite)
     command = prepare_raw_data(args)
     if args.keep_freed_memory and not keep_freed_memory():
         raise SystemExit("--keep_freed_memory: glibc's mallopt is not available or refused the thresholds")
@@ -263,7 +266,6 @@ def main():
             lines.append(f"| {name} | {pipeline} | " + " | ".join(cells) + " |")
 
     table = "\n".join(lines) + "\n"
-    out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     write_text(out, table)
     print(table)

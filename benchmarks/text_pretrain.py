@@ -32,6 +32,7 @@ import torch
 
 from recbole_fame import Config, load_data_and_model
 from recbole_fame.experiment.compare import OUTPUT_KEYS, parse_overrides
+from recbole_fame.files import check_replaceable
 from recbole_fame.text.evaluation import describe_items, least_interacted_items, target_metrics
 from recbole_fame.text.alignment import knn_label_accuracy
 from recbole_fame.text.pretrain import facet_labels, parse_facets, text_pretraining
@@ -63,6 +64,8 @@ def build_parser():
     parser.add_argument("--holdout_share", type=float, default=0.2,
                         help="share of items whose labels the held-out pre-training hides")
     parser.add_argument("--out", help="markdown report (default results/text-pretrain-<dataset>.md)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let --out replace a file that is not an earlier report of this benchmark")
     return parser
 
 
@@ -258,6 +261,7 @@ def main(argv=None):
     command = " ".join(["python"] + [shlex.quote(word) for word in words])
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     out = args.out or os.path.join("results", f"text-pretrain-{args.dataset}.md")
+    check_replaceable(out, "benchmarks/text_pretrain.py", args.overwrite, legacy="python benchmarks/text_pretrain.py")
     store_path = os.path.splitext(out)[0] + ".json"
     work_dir = os.path.splitext(out)[0] + "-checkpoints"
     cache_dir = os.path.join(work_dir, "text_cache")

@@ -8,10 +8,13 @@ Layout as in RecBole-GNN: ``properties/model/<Model>.yaml`` holds a model's defa
 """
 
 import os
+import sys
 
+import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import InputType
 
+from recbole_fame.config_checks import ConfigError, check_model_name
 from recbole_fame.model import PLUGIN_MODELS, get_model
 from recbole_fame.trainer.distributed import join_process_group
 
@@ -59,6 +62,26 @@ def resolve_config_file(path):
     )
 
 
+def read_config_file(path, loader=yaml.FullLoader):
+    """The settings of one yaml config file, as a dict; :class:`ConfigError` naming the file (and
+    the line) when it is not UTF-8, not valid yaml, or not a mapping of keys to values."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            settings = yaml.load(f.read(), Loader=loader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path}{where}: not valid yaml ({problem})") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"config file {path}: expected 'key: value' lines, got a {type(settings).__name__}")
+    return settings
+
+
 class Config(RecBoleConfig):
     """RecBole's ``Config`` that also knows the plugin's models by name (``model='FAME'``), resolves
     ``config_file_list`` names against ``properties/`` (``fame.yaml``), and applies the protocol of
@@ -72,15 +95,32 @@ class Config(RecBoleConfig):
     """
 
     def _load_config_files(self, file_list):
-        if file_list:
-            file_list = [resolve_config_file(f) for f in file_list]
-        return super()._load_config_files(file_list)
+        # RecBole's reader gives a yaml syntax error, a non-UTF-8 file or an empty one without the
+        # file's name (or as "'NoneType' object is not iterable").
+        self.config_files = [resolve_config_file(f) for f in file_list or []]
+        settings = {}
+        for path in self.config_files:
+            settings.update(read_config_file(path, self.yaml_loader))
+        return settings
+
+    def _load_cmd_line(self):
+        # RecBole refuses a key given twice with different values with a bare SyntaxError.
+        given = {}
+        for arg in sys.argv[1:]:
+            key, equals, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+            if equals and key in given and given[key] != value:
+                raise ConfigError(f"--{key} is given twice, as --{key}={given[key]} and --{key}={value}: give it once")
+            given.setdefault(key, value)
+        return super()._load_cmd_line()
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
             model = self.external_config_dict.get("model")
-        if isinstance(model, str) and model in PLUGIN_MODELS:
-            model = get_model(model)
+        if isinstance(model, str):
+            # RecBole's get_model answers an unknown name with an ImportError of xgboost or lightgbm.
+            check_model_name(model, PLUGIN_MODELS)
+            if model in PLUGIN_MODELS:
+                model = get_model(model)
         return super()._get_model_and_dataset(model, dataset)
 
     def _load_internal_config_dict(self, model, model_class, dataset):
@@ -96,6 +136,9 @@ class Config(RecBoleConfig):
         join_process_group(self.final_config_dict)
 
     def _set_default_parameters(self):
+        # RecBole always reads ml-100k from its bundled copy, whatever data_path says; a data_path
+        # the user gives is where the user's files are (check_dataset_files then finds them or says so).
+        user_data_path = self.external_config_dict.get("data_path")
         # The protocol turns sampled negatives off (CE); a pairwise run needs one per positive.
         pairwise = self.final_config_dict.get("loss_type") == "BPR" or (
             getattr(self.model_class, "input_type", None) == InputType.PAIRWISE
@@ -105,4 +148,10 @@ class Config(RecBoleConfig):
                 "distribution": "uniform",
                 "sample_num": 1,
             }
-        super()._set_default_parameters()
+        try:
+            super()._set_default_parameters()
+        except (NotImplementedError, RuntimeError, TypeError) as exc:  # RecBole's checks of metrics and topk
+            raise ConfigError(f"{exc} (metrics={self.final_config_dict.get('metrics')!r}, "
+                              f"topk={self.final_config_dict.get('topk')!r})") from None
+        if self.dataset == "ml-100k" and user_data_path is not None:
+            self.final_config_dict["data_path"] = os.path.join(user_data_path, self.dataset)

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from recbole_fame.checkpoint import checkpoint_config, load_checkpoint
-from recbole_fame.files import new_figure, save_figure, write_text
+from recbole_fame.files import check_replaceable, new_figure, output_mark, save_figure, write_text
 from recbole_fame.inference import check_k, data_and_model, encode_histories, history_interaction, top_items
 from recbole_fame.data.item_file import read_item_file
 
@@ -210,8 +210,27 @@ def format_explanation(explanation, metadata=None):
     return "\n".join(lines)
 
 
-def _save(fig, path):
-    save_figure(fig, path, dpi=120, bbox_inches="tight")
+EXPLAIN = "run_fame.py --explain"
+EXPLAIN_SUMMARY = "run_fame.py --explain-summary"
+
+
+def _save(fig, path, producer):
+    save_figure(fig, path, producer=producer, dpi=120, bbox_inches="tight")
+
+
+def check_outputs(plot, producer, overwrite=False):
+    """Before anything is loaded: ``plot`` must be a PNG, and it (and, for the summary, the tables
+    beside it) may replace only a previous output of the same command unless ``overwrite``."""
+    if os.path.splitext(plot)[1].lower() != ".png":
+        raise ValueError(f"--plot={plot}: the figure is written as PNG, so name a .png file")
+    check_replaceable(plot, producer, overwrite)
+    if producer == EXPLAIN_SUMMARY:
+        check_replaceable(summary_table_path(plot), producer, overwrite, legacy="# FAME explain summary: ")
+
+
+def summary_table_path(plot):
+    """Where ``--explain-summary --plot=X.png`` writes its tables: ``X.md``."""
+    return os.path.splitext(plot)[0] + ".md"
 
 
 def _heatmap(ax, values, row_labels, col_labels, title, notes=None):
@@ -231,7 +250,7 @@ def _heatmap(ax, values, row_labels, col_labels, title, notes=None):
     return image
 
 
-def plot_explanation(explanation, path, metadata=None):
+def plot_explanation(explanation, path, metadata=None, producer=EXPLAIN):
     """Per-head top-k bars titled with the gate values, FAME's and equal gates' lists, and a
     heatmap of the router's expert weights per head; written to ``path`` (PNG)."""
     metadata = metadata or ItemMetadata()
@@ -261,7 +280,7 @@ def plot_explanation(explanation, path, metadata=None):
     fig.colorbar(image, ax=ax)
     truth = f"; ground truth {metadata.label(e.target, 40)} in orange" if e.target is not None else ""
     fig.suptitle(f"User {e.user}: top-{k} per head, FAME and equal gates{truth}")
-    _save(fig, path)
+    _save(fig, path, producer)
 
 
 @dataclass
@@ -426,7 +445,7 @@ def format_summary(summary, checkpoint=None):
     return "\n".join(lines) + "\n"
 
 
-def plot_summary(summary, path):
+def plot_summary(summary, path, producer=EXPLAIN_SUMMARY):
     """Gate distributions per head, mean expert weights per head, and (with genres) each list's
     genre profile; written to ``path`` (PNG)."""
     s = summary
@@ -468,7 +487,7 @@ def plot_summary(summary, path):
             f"Share of top-{s.k} items carrying each genre",
         )
         fig.colorbar(image, ax=axes[2])
-    _save(fig, path)
+    _save(fig, path, producer)
 
 
 def _load_fame(checkpoint_file):
@@ -486,8 +505,10 @@ def _load_fame(checkpoint_file):
     return config, model, dataset, test_data
 
 
-def explain_command(checkpoint, user, k=20, plot=None):
+def explain_command(checkpoint, user, k=20, plot=None, overwrite=False):
     """``run_fame.py --explain``: the text explanation of ``user`` (and a figure at ``plot``)."""
+    if plot:
+        check_outputs(plot, EXPLAIN, overwrite)
     config, model, dataset, test_data = _load_fame(checkpoint)
     check_k(dataset, k, "--explain_topk")
     metadata = read_item_metadata(config)
@@ -499,9 +520,11 @@ def explain_command(checkpoint, user, k=20, plot=None):
     return text
 
 
-def explain_summary_command(checkpoint, k=20, plot=None):
+def explain_summary_command(checkpoint, k=20, plot=None, overwrite=False):
     """``run_fame.py --explain-summary``: markdown tables (and, with ``plot``, a figure at ``plot`` and
     the tables beside it as ``<plot>.md``)."""
+    if plot:
+        check_outputs(plot, EXPLAIN_SUMMARY, overwrite)
     config, model, dataset, test_data = _load_fame(checkpoint)
     check_k(dataset, k, "--explain_topk")
     metadata = read_item_metadata(config)
@@ -509,7 +532,7 @@ def explain_summary_command(checkpoint, k=20, plot=None):
     text = format_summary(summary, checkpoint)
     if plot:
         plot_summary(summary, plot)
-        table = os.path.splitext(plot)[0] + ".md"
-        write_text(table, text)
+        table = summary_table_path(plot)
+        write_text(table, text + "\n" + output_mark(EXPLAIN_SUMMARY) + "\n")
         text += f"\nFigure written to {plot}, tables to {table}\n"
     return text

@@ -15,7 +15,8 @@ from logging import getLogger
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_fame.checkpoint import checkpoint_config, for_this_process, load_checkpoint
-from recbole_fame.config import Config
+from recbole_fame.config import PROPERTIES_DIR, Config
+from recbole_fame.config_checks import check_values, unknown_key_warnings
 from recbole_fame.data import check_dataset_files, prepare_data
 from recbole_fame.files import write_json
 from recbole_fame.model import build_model
@@ -73,7 +74,7 @@ def run(
         check_process_counts(nproc, world_size, group_offset)
         # Bad config files and missing data get their clear errors here, not once per process.
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-        check_removed_options(config, "config")
+        check_config(config)
         check_dataset_files(config)
         if needs_text_pretraining(config):  # once, here: the ranks read it from the cache
             text_pretraining(config)
@@ -83,8 +84,10 @@ def run(
     config = Config(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
-    check_removed_options(config, "config")
+    check_config(config)
     _start(config)
+    for warning in unknown_key_warnings(config, [PROPERTIES_DIR]):
+        getLogger().warning(warning)
     data = prepare_data(config)[1:]
     if needs_text_pretraining(config):
         getLogger().info(set_color("Text-enhanced facet-aware pre-training of item embeddings", "green"))
@@ -99,6 +102,13 @@ def run(
             config_dict={**(config_dict or {}), **{k: config[k] for k in BACKBONE_KEYS}},
         )
     return _run_stages(config, sasrec_config, data, saved)
+
+
+def check_config(config):
+    """Every value ``config`` sets checked before anything is read or trained (FAME's keys
+    included, so a bad one does not wait for stage 2), and no option removed since."""
+    check_values(config)
+    check_removed_options(config, "config")
 
 
 def trains_stage_one(config):

@@ -9,9 +9,11 @@ from helpers import write_tiny_dataset
 
 @pytest.fixture(autouse=True)
 def isolated_run(tmp_path, monkeypatch):
-    """RecBole reads --key=value from sys.argv and writes log/ into the working directory."""
+    """RecBole reads --key=value from sys.argv and writes log/ into the working directory; the
+    cache signing key (recbole_fame.data.cache) goes to the test's own folder."""
     monkeypatch.setattr(sys, "argv", ["pytest"])
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @pytest.fixture

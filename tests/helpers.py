@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import random
+import sys
 
 import torch
 from recbole.data import create_dataset, data_preparation
@@ -50,7 +51,12 @@ def load_script(name):
     path = os.path.join(REPO, name)
     spec = importlib.util.spec_from_file_location(os.path.splitext(name)[0], path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # As when it runs: its own folder is on the path (benchmarks/ import data_args.py).
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(os.path.dirname(path))
     return module
 
 

@@ -252,7 +252,8 @@ def test_explain_summary_cli_writes_figure_and_table(trained_fame, tmp_path, mon
     _run_fame(monkeypatch, "--explain-summary", f"--checkpoint={checkpoint}", "--plot=out/s.png", "--explain_topk=5")
     out = capsys.readouterr().out
     table = (tmp_path / "out" / "s.md").read_text()
-    assert table in out and "top-5 lists" in table and "top-genre share" in table
+    mark = "\n<!-- written by recbole-fame run_fame.py --explain-summary -->\n"
+    assert table.endswith(mark) and table[: -len(mark)] in out and "top-5 lists" in table and "top-genre share" in table
     assert os.path.isfile(tmp_path / "out" / "s.png")
 
 
@@ -280,3 +281,30 @@ def test_cli_errors_name_what_is_wrong(tiny_config, tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as excinfo:
         _run_fame(monkeypatch, f"--resume={missing}")
     assert excinfo.value.code == f"error: Checkpoint file not found: {missing}"
+
+
+def test_plots_and_tables_replace_only_their_own_earlier_files(trained_fame, tmp_path, monkeypatch, capsys):
+    checkpoint = trained_fame[0]["model_file"]
+    summary = ["--explain-summary", f"--checkpoint={checkpoint}", "--explain_topk=5"]
+    (tmp_path / "README.md").write_text("a user's own file\n")
+    with monkeypatch.context() as patch:  # refused before the checkpoint's dataset is loaded
+        patch.setattr(recbole_fame.inference, "prepare_data", lambda config: pytest.fail("dataset loaded"))
+        with pytest.raises(SystemExit) as excinfo:
+            _run_fame(monkeypatch, *summary, "--plot=README.png")
+        assert excinfo.value.code == (
+            "error: README.md exists and was not written by run_fame.py --explain-summary: name another file, "
+            "or add --overwrite to replace it"
+        )
+        with pytest.raises(SystemExit) as excinfo:
+            _run_fame(monkeypatch, *summary, "--plot=summary.pdf")
+        assert excinfo.value.code == "error: --plot=summary.pdf: the figure is written as PNG, so name a .png file"
+    assert (tmp_path / "README.md").read_text() == "a user's own file\n"
+    assert not (tmp_path / "README.png").exists()
+
+    _run_fame(monkeypatch, *summary, "--plot=s.png")
+    _run_fame(monkeypatch, *summary, "--plot=s.png")  # its own figure and table: replaced
+    assert (tmp_path / "s.md").read_text().endswith("<!-- written by recbole-fame run_fame.py --explain-summary -->\n")
+    with pytest.raises(SystemExit, match="s.png exists and was not written by run_fame.py --explain"):
+        _run_fame(monkeypatch, "--explain", f"--checkpoint={checkpoint}", "--user=u5", "--plot=s.png")
+    _run_fame(monkeypatch, *summary, "--plot=README.png", "--overwrite")
+    assert "a user's own file" not in (tmp_path / "README.md").read_text()

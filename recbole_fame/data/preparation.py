@@ -1,7 +1,8 @@
 """The dataset and loaders the pipeline trains and tests with: RecBole's, checked and configured.
 
 :func:`prepare_data` is RecBole's ``create_dataset`` + ``data_preparation`` after a check that the
-atomic files are there, with the evaluation loaders the config asks for: sorted by history length
+atomic files are there and well formed, reading RecBole's caches only when asked for and signed
+(:mod:`recbole_fame.data.cache`), with the evaluation loaders the config asks for: sorted by history length
 and trimmed (``length_groups``, :mod:`recbole_fame.data.length_groups`) and leaving each user's
 earlier items out of the ranking (``exclude_history``, :mod:`recbole_fame.data.history`).
 """
@@ -12,15 +13,19 @@ from logging import getLogger
 from recbole.data import create_dataset, data_preparation
 from recbole.data.dataloader import FullSortEvalDataLoader
 
+from recbole_fame.data.cache import recbole_caches
 from recbole_fame.data.history import history_excluding_dataloaders
+from recbole_fame.data.inter_file import check_interaction_file
 from recbole_fame.data.length_groups import LengthSortedEvalDataLoader, uses_length_groups
 
 
 def check_dataset_files(config):
-    """Raise FileNotFoundError naming the folder searched when a dataset's interaction file is absent.
+    """Raise FileNotFoundError naming the folder searched when a dataset's interaction file is
+    absent, and :class:`~recbole_fame.data.inter_file.DataFileError` naming the file, line and
+    field when one of its rows is malformed or incomplete.
 
     RecBole itself would try to download the dataset (this project's machines have no network)
-    or fail with a bare "File ... not exist".
+    or fail with a bare "File ... not exist", and would fill missing values in.
     """
     folder = config["data_path"]  # RecBole has already joined data_path and the dataset name
     token = config["dataset"]
@@ -38,14 +43,17 @@ def check_dataset_files(config):
             f"{{sequences,movielens,amazon}} RAW_FILE --name={token} "
             f"--out={os.path.dirname(os.path.abspath(folder))}"
         )
+    for name in names:
+        check_interaction_file(os.path.join(folder, name), config)
 
 
 def prepare_data(config):
     """``(dataset, train_data, valid_data, test_data)`` for ``config``."""
     check_dataset_files(config)
-    dataset = create_dataset(config)
-    getLogger().info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    with recbole_caches(config):  # no pickle is read unless asked for and written by this project
+        dataset = create_dataset(config)
+        getLogger().info(dataset)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
     valid_data, test_data = (_length_sorted(config, data) for data in (valid_data, test_data))
     return (dataset, *history_excluding_dataloaders(config, train_data, valid_data, test_data))
 

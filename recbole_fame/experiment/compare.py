@@ -12,6 +12,13 @@ SASRec baseline of a seed has exactly those settings (the per-dataset files give
 same backbone), that baseline *is* stage 1: FAME and FAME w/o MoE start from its checkpoint
 (``pretrained_path``) instead of training SASRec two more times. Otherwise a SASRec with FAME's
 backbone (``SASRec-stage1``) is trained once per seed and shared by both.
+
+Checkpoints are written under ``<out>/checkpoints/<run>/`` and records name them relative to
+``<out>`` (``model_file``, ``pretrained_path``: ``checkpoints/SASRec-seed2020/SASRec-....pth``), so
+that a results folder can move between machines. A checkpoint is a pickle, and loading one runs
+code: the stage-1 checkpoint a record names is loaded only if it lies inside ``<out>/checkpoints/``
+once symlinks are resolved. Absolute paths (records written before paths were relative) are never
+loaded; ``--report_only`` loads no checkpoint, so such records still make tables.
 """
 
 import hashlib
@@ -35,10 +42,10 @@ from recbole.utils import init_logger, set_color
 from recbole_fame.config import PROTOCOL_FILE, Config, dataset_settings_file, model_defaults_file, resolve_config_file
 from recbole_fame.data import check_dataset_files
 from recbole_fame.data.length_groups import length_groups_setting
-from recbole_fame.experiment.report import PAPER_TABLE, read_paper_table, write_reports
-from recbole_fame.files import write_json
+from recbole_fame.experiment.report import PAPER_TABLE, REPORT_FILES, read_paper_table, write_reports
+from recbole_fame.files import check_folder_outputs, write_json
 from recbole_fame.model import PLUGIN_MODELS
-from recbole_fame.quick_start import BACKBONE_KEYS, run
+from recbole_fame.quick_start import BACKBONE_KEYS, check_config, run
 
 DEFAULT_SEEDS = (2020, 2021, 2022)
 DEFAULT_MODELS = ("FAME", "FAME-N1", "SASRec", "GRU4Rec", "CORE")
@@ -205,6 +212,10 @@ def plan(dataset, models, seeds, config_file_list=None, overrides=None):
     for job in jobs:
         config = Config(model=job.model, dataset=dataset, config_file_list=config_file_list,
                         config_dict=dict(job.config_dict))
+        try:  # in this process, before anything trains: a child's error would not name the variant
+            check_config(config)
+        except ValueError as exc:
+            raise ValueError(f"{job.label} (--models): {exc}") from None
         job.settings = {
             "dataset": dataset,
             "model": job.model,
@@ -271,13 +282,14 @@ def _config_files_settings(config_file_list):
 
 
 def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, config_file_list=None,
-            overrides=None, command=None, paper_table=PAPER_TABLE, report_only=False):
+            overrides=None, command=None, paper_table=PAPER_TABLE, report_only=False, overwrite=False):
     """Run (or resume) the comparison and write its tables and chart under ``out``.
 
     ``overrides`` are config keys over the yaml files, for every model. ``report_only``: train
     nothing, write the tables from the runs already finished under ``out`` (for runs made by
-    several processes or machines into the same ``runs/``). Returns the summary dict that
-    ``<out>/results.json`` holds.
+    several processes or machines into the same ``runs/``). ``overwrite``: let the tables and
+    chart replace files of those names in ``out`` that an earlier comparison did not write.
+    Returns the summary dict that ``<out>/results.json`` holds.
     """
     # RecBole's Config turns strings such as "16", "True" or "[5,10]" into values; done once here
     # (its converter uses nothing of the instance) so that every run records the same settings.
@@ -289,6 +301,8 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
         config_file_list = [os.path.abspath(resolve_config_file(f)) for f in config_file_list]
     out = os.path.abspath(out or default_out(dataset, config_file_list, overrides))
     jobs = plan(dataset, list(models), list(seeds), config_file_list, overrides)
+    # The table names its command: it vouches for the chart, CSV and JSON beside it.
+    check_folder_outputs(out, REPORT_FILES, "run_compare.py", "Command: `python run_compare.py", overwrite)
     logger = _init_logger(dataset, config_file_list, overrides)
     if command is None:
         command = _command(dataset, models, seeds, out, config_file_list, overrides)
@@ -320,10 +334,13 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
             logger.info(f"--report_only: {len(todo)} unfinished runs left out: "
                         + ", ".join(job.name for job in todo))
         todo = []
+    for job in todo:  # a refused or missing stage-1 checkpoint stops the comparison before it trains
+        if job.stage_one and _stage_one_name(job) in records:
+            _stage_one_checkpoint(job, records[_stage_one_name(job)], out)
     for position, job in enumerate(todo, 1):
         logger.info(set_color(f"Run {position}/{len(todo)}: {job.label}, seed {job.seed}", "green")
                     + f" ({len(todo) - position} more after it)")
-        stage_one = records[f"{job.stage_one}-seed{job.seed}"] if job.stage_one else None
+        stage_one = records[_stage_one_name(job)] if job.stage_one else None
         records[job.name] = _execute(job, out, config_file_list, stage_one)
         logger.info(set_color(f"{job.label}, seed {job.seed} done", "green") + ": "
                     + os.path.join(runs_dir, job.name + ".json"))
@@ -449,30 +466,74 @@ def _differences(stored, wanted):
     return differences
 
 
+def _stage_one_name(job):
+    """The name (record file without ``.json``) of the run ``job`` is fine-tuned from."""
+    return f"{job.stage_one}-seed{job.seed}"
+
+
 def _check_started_from(job, records, runs_dir):
     """A finished FAME run must come from the stage-1 checkpoint of the run kept for its seed."""
     path = os.path.join(runs_dir, job.name + ".json")
-    stage_one = records.get(f"{job.stage_one}-seed{job.seed}")
+    stage_one = records.get(_stage_one_name(job))
+    # Compared as recorded: a FAME run records the stage-1 record's model_file verbatim, relative
+    # (checkpoints/...) or, in records written before paths were relative, absolute.
     started_from = records[job.name].get("pretrained_path")
-    if stage_one is None or stage_one["model_file"] != started_from:
-        now = f"is {stage_one['model_file']}" if stage_one else "is not finished"
+    if stage_one is None or stage_one.get("model_file") != started_from:
+        now = f"is {stage_one.get('model_file')}" if stage_one else "is not finished"
         raise ValueError(
             f"{path} was fine-tuned from {started_from}, but the {job.stage_one} run of seed "
             f"{job.seed} {now}: move {job.name}.json away too, to rerun it from that stage 1"
         )
 
 
+def recorded_checkpoint(out, record_file, recorded):
+    """The file to load for the checkpoint a record of the comparison in ``out`` names
+    (``recorded``, relative to ``out``), symlinks resolved; ValueError naming ``record_file`` if it
+    is not inside ``<out>/checkpoints/``. Nothing is read."""
+    # The real folder, not wherever a symlink named checkpoints/ (or one inside it) points.
+    allowed = os.path.join(os.path.realpath(out), "checkpoints")
+    refused = (f"only checkpoints inside {os.path.join(out, 'checkpoints', '')} are loaded (a "
+               f"checkpoint is a pickle: loading it runs code)")
+    # Recorded paths shown as repr: a planted one could hold a line break, and the error is one line.
+    if not isinstance(recorded, str) or not recorded:
+        raise ValueError(f"{record_file} names no checkpoint (model_file {recorded!r}): {refused}")
+    if os.path.isabs(recorded):
+        raise ValueError(f"{record_file} names its checkpoint by the absolute path {recorded!r}, as "
+                         f"records written before paths were relative to the output folder do; such a "
+                         f"path is never loaded: {refused}")
+    resolved = os.path.realpath(os.path.join(out, recorded))
+    if os.path.commonpath([resolved, allowed]) != allowed or resolved == allowed:
+        raise ValueError(f"{record_file} names the checkpoint {recorded!r}, which resolves to "
+                         f"{resolved!r}: {refused}")
+    return resolved
+
+
+def _stage_one_checkpoint(job, stage_one, out):
+    """The file to load for the checkpoint that ``stage_one``'s record names (``job`` starts from
+    it): :func:`recorded_checkpoint`, the error saying how to rerun that stage 1;
+    FileNotFoundError if it is missing."""
+    record_file = os.path.join(out, "runs", _stage_one_name(job) + ".json")
+    rerun = f"move {record_file} away to rerun {job.stage_one} with seed {job.seed}"
+    try:
+        resolved = recorded_checkpoint(out, record_file, stage_one.get("model_file"))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {rerun}") from None
+    if not os.path.isfile(resolved):
+        raise FileNotFoundError(
+            f"{job.label}, seed {job.seed} starts from {resolved}, the checkpoint of "
+            f"{stage_one['model']} seed {job.seed}, which is missing: restore it, or {rerun}"
+        )
+    return resolved
+
+
+def _relative_to_out(path, out):
+    """``path`` (a file this run wrote under ``out``) as records name it: relative to ``out``."""
+    return None if path is None else os.path.relpath(os.path.abspath(path), out)
+
+
 def _execute(job, out, config_file_list, stage_one):
     """Train and test ``job`` in a child process; its record, also written to ``<out>/runs/``."""
-    pretrained_path = None
-    if stage_one is not None:
-        pretrained_path = stage_one["model_file"]
-        if not os.path.isfile(pretrained_path):
-            raise FileNotFoundError(
-                f"{job.label}, seed {job.seed} starts from {pretrained_path}, the checkpoint of "
-                f"{stage_one['model']} seed {job.seed}, which is missing: restore it, or move "
-                f"{stage_one['model']}-seed{job.seed}.json out of {os.path.join(out, 'runs')} to retrain it"
-            )
+    pretrained_path = _stage_one_checkpoint(job, stage_one, out) if stage_one is not None else None
     payload = {
         "label": job.label,
         "model": job.model,
@@ -480,9 +541,11 @@ def _execute(job, out, config_file_list, stage_one):
         "dataset": job.settings["dataset"],
         "config_file_list": config_file_list,
         "config_dict": {**job.config_dict, "checkpoint_dir": os.path.join(out, "checkpoints", job.name)},
-        "pretrained_path": pretrained_path,
+        "pretrained_path": pretrained_path,  # to load
+        "stage_one_file": stage_one["model_file"] if stage_one else None,  # to record
         "stage_one_seconds": stage_one["seconds"] if stage_one else None,
         "settings": job.settings,
+        "out": out,
         "record_file": os.path.join(out, "runs", job.name + ".json"),
         "cwd": os.getcwd(),
     }
@@ -563,8 +626,10 @@ def _train(payload):
         "device": "cuda" if cuda else "cpu",
         "peak_rss_mib": _peak_rss_mib(),
         "peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-        "model_file": result["model_file"],
-        "pretrained_path": payload["pretrained_path"],
+        # Relative to <out>, so that no path of this machine is recorded; pretrained_path is the
+        # stage-1 record's model_file as written there, for _check_started_from to match them.
+        "model_file": _relative_to_out(result["model_file"], payload["out"]),
+        "pretrained_path": payload["stage_one_file"],
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "settings": payload["settings"],
     }

@@ -25,7 +25,7 @@ from recbole.utils import get_local_time
 
 from recbole_fame import quick_start
 from recbole_fame.config import Config, model_defaults_file, resolve_config_file
-from recbole_fame.files import write_json, write_text
+from recbole_fame.files import check_folder_outputs, write_json, write_text
 
 SPACE_TYPES = {"choice": None, "uniform": 2, "quniform": 3, "loguniform": 2}  # type -> numbers
 
@@ -171,6 +171,7 @@ def hyper_search(
     algo="exhaustive",
     max_evals=100,
     early_stop=10,
+    overwrite=False,
 ):
     """Search ``params_file``'s space for ``model`` on ``dataset`` and write the grid as tables.
 
@@ -182,7 +183,8 @@ def hyper_search(
     Returns a dict with ``best`` (the best row), ``rows`` (one per point, in the order they ran),
     ``stopped_early`` (whether a random or bayes search ran fewer than ``max_evals`` points) and
     ``files`` (the Markdown, CSV and JSON tables under ``output_dir``, by default
-    ``<checkpoint_dir>/hyper-<model>-<dataset>-<time>/``).
+    ``<checkpoint_dir>/hyper-<model>-<dataset>-<time>/``), which replace only the tables of an
+    earlier search there, unless ``overwrite``.
     """
     early_stop = early_stop or 0
     if isinstance(early_stop, bool) or not isinstance(early_stop, int) or early_stop < 0:
@@ -193,8 +195,9 @@ def hyper_search(
     output_dir = output_dir or os.path.join(
         base["checkpoint_dir"], f"hyper-{base['model']}-{base['dataset']}-{get_local_time()}"
     )
+    check_folder_outputs(output_dir, GRID_FILES, "run_hyper.py", "# Hyper-parameter search: ", overwrite)
     os.makedirs(output_dir, exist_ok=True)
-    files = {ext: os.path.join(output_dir, f"grid.{ext}") for ext in ("md", "csv", "json")}
+    files = {name.split(".")[1]: os.path.join(output_dir, name) for name in GRID_FILES}
     header = {
         "model": base["model"],
         "dataset": base["dataset"],
@@ -231,6 +234,10 @@ def hyper_search(
     best = best_row(rows)
     logger.info(f"Best of {len(rows)} points: {best['params']}; tables in {output_dir}")
     return {"best": best, "rows": rows, "stopped_early": stopped_early, "files": files}
+
+
+# The tables a search writes; the Markdown one, which names the search, first.
+GRID_FILES = ("grid.md", "grid.csv", "grid.json")
 
 
 def write_tables(files, header, names, rows):

@@ -81,10 +81,15 @@ def read_paper_table(path, dataset):
     return rows[0]["dataset"], table
 
 
+# What write_reports writes in the output folder.
+REPORT_FILES = ("table.md", "table.csv", "results.json", "chart.png")
+
+
 def write_reports(out, dataset, command, seeds, models, records, total_runs=None, paper_table=PAPER_TABLE):
     """Write ``table.md``, ``table.csv``, ``results.json`` and ``chart.png`` under ``out``.
 
-    Returns what ``results.json`` holds.
+    Returns what ``results.json`` holds. Its runs name their checkpoint (``model_file``) as their
+    records do: relative to ``out`` (absolute in records written before that).
     """
     rows = [run_row(record) for record in records]
     summary = summarize(rows, models)

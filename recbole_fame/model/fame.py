@@ -21,6 +21,18 @@ from recbole_fame.checkpoint import (
     copy_matching_tensors,
     load_checkpoint,
 )
+from recbole_fame.config_checks import (
+    COMMON_CHECKS,
+    SEQUENTIAL_LOSSES,
+    boolean,
+    check_heads_divide_hidden_size,
+    check_keys,
+    integer,
+    number,
+    one_of,
+    optional,
+    text,
+)
 from recbole_fame.model.layers import FINAL_RESIDUALS, FAMEEncoder
 from recbole_fame.removed import check_removed_options
 
@@ -67,6 +79,17 @@ class FAME(SequentialRecommender):
     exactly; SASRec's final W_Q seeds the experts; its final feed-forward network is dropped.
     """
 
+    # FAME's own keys, checked with the common ones before anything trains (run_fame.py checks
+    # the whole config before stage 1: recbole_fame.config_checks) and when FAME is built.
+    config_checks = {
+        "n_experts": integer(1),
+        "final_residual": one_of(*FINAL_RESIDUALS),
+        "expert_init": one_of(*EXPERT_INITS),
+        "pretrain": boolean,
+        "pretrained_path": optional(text),
+        "finetune_learning_rate": optional(number(above=0)),
+    }
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
@@ -84,7 +107,7 @@ class FAME(SequentialRecommender):
         self.final_residual = config["final_residual"]
         self.expert_init = config["expert_init"]
         check_removed_options(config, "FAME", scopes=("model",))
-        self._check_config()
+        self._check_config(config)
         self.head_size = self.hidden_size // self.n_heads
 
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
@@ -117,30 +140,12 @@ class FAME(SequentialRecommender):
         if config["pretrained_path"]:
             self._load_pretrained_sasrec(config["pretrained_path"], config)
 
-    def _check_config(self):
-        def positive_int(key, value):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"FAME: '{key}' must be an integer >= 1, got {value!r}")
-
-        positive_int("n_layers", self.n_layers)
-        positive_int("n_heads", self.n_heads)
-        positive_int("n_experts", self.n_experts)
-        positive_int("hidden_size", self.hidden_size)
-        if self.hidden_size % self.n_heads != 0:
-            raise ValueError(
-                f"FAME: 'hidden_size' ({self.hidden_size}) must be divisible by "
-                f"'n_heads' ({self.n_heads})"
-            )
-        if self.loss_type not in ("CE", "BPR"):
-            raise ValueError(f"FAME: 'loss_type' must be 'CE' or 'BPR', got {self.loss_type!r}")
-        if self.final_residual not in FINAL_RESIDUALS:
-            raise ValueError(
-                f"FAME: 'final_residual' must be one of {FINAL_RESIDUALS}, got {self.final_residual!r}"
-            )
-        if self.expert_init not in EXPERT_INITS:
-            raise ValueError(
-                f"FAME: 'expert_init' must be one of {EXPERT_INITS}, got {self.expert_init!r}"
-            )
+    def _check_config(self, config):
+        # The same checks run_fame.py makes before stage 1 (recbole_fame.config_checks), for a
+        # FAME built directly from a RecBole Config.
+        check_keys(config, {key: COMMON_CHECKS[key] for key in ("n_layers", "n_heads", "hidden_size")})
+        check_keys(config, {"loss_type": one_of(*SEQUENTIAL_LOSSES), **self.config_checks})
+        check_heads_divide_hidden_size(config)
 
     def _init_weights(self, module):
         SASRec._init_weights(self, module)  # the same initialisation as the backbone's SASRec

@@ -25,7 +25,6 @@ GRU4Rec, CORE, ...). Compared with RecBole's it
 model's name (:mod:`recbole_fame.compat` registers it), and so does :func:`get_trainer`.
 """
 
-import math
 import os
 import time
 
@@ -35,7 +34,7 @@ from recbole.utils import get_trainer as recbole_get_trainer
 from recbole.utils import set_color
 
 from recbole_fame.data.length_groups import TRIMMABLE_MODELS, grouped_loss, length_groups_setting
-from recbole_fame.files import replacing
+from recbole_fame.files import remove_stale_temporaries_in, replacing
 from recbole_fame.trainer.distributed import rank0_value, wait_for_checkpoint
 from recbole_fame.trainer.history_loss import history_masked_loss, uses_history_masked_loss
 from recbole_fame.trainer.random_state import capture_rng_state, restore_rng_state
@@ -58,6 +57,7 @@ class PipelineTrainer(Trainer):
             )
         self._pending_rng_state = None
         self._last_valid_result = None
+        remove_stale_temporaries_in(config["checkpoint_dir"], ".pth")
         self._train_data = None
         self.epoch_seconds = []  # training only, one entry per epoch run by this trainer
         self.epochs_trained = []  # their 0-based indices
@@ -117,6 +117,8 @@ class PipelineTrainer(Trainer):
             }
             with replacing(saved_model_file) as tmp:
                 torch.save(state, tmp, pickle_protocol=4)
+            global _LAST_SAVED
+            _LAST_SAVED = saved_model_file
             if verbose:
                 self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
         wait_for_checkpoint(self.config)
@@ -134,6 +136,13 @@ class PipelineTrainer(Trainer):
 
 
 _CLAIMED_FILES = set()  # checkpoint names given to this process's trainers
+_LAST_SAVED = None  # the checkpoint this process wrote last
+
+
+def last_saved_checkpoint():
+    """The checkpoint file this process's trainers wrote last (None before the first): what an
+    interrupted run resumes from."""
+    return _LAST_SAVED
 
 
 def _unclaimed(path):
@@ -161,13 +170,11 @@ class FAMETrainer(PipelineTrainer):
 
 def finetune_learning_rate(config):
     """The learning rate of FAME fine-tuned from ``pretrained_path``, or None when FAME trains at
-    ``learning_rate`` (from scratch, or ``finetune_learning_rate`` unset); ValueError naming the key
-    for a value that is not a number above 0."""
+    ``learning_rate`` (from scratch, or ``finetune_learning_rate`` unset). FAME checks the value
+    when it is built (``FAME.config_checks``)."""
     rate = config["finetune_learning_rate"]
     if not config["pretrained_path"] or rate is None:
         return None
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
-        raise ValueError(f"finetune_learning_rate must be a number above 0 (or ~: learning_rate), got {rate!r}")
     return rate
 
 

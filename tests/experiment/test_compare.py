@@ -1,4 +1,5 @@
-"""run_compare.py on the tiny dataset: runs, resumption, stage-1 reuse, reports, errors."""
+"""run_compare.py on the tiny dataset: runs, resumption, stage-1 reuse, reports, errors, and which
+checkpoints a comparison loads."""
 
 import csv
 import glob
@@ -10,6 +11,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from recbole.config import Config as RecBoleConfig
 
 from recbole_fame.experiment import compare as compare_module
 from recbole_fame.checkpoint import load_checkpoint
@@ -53,15 +56,16 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     for name, (mtime, content) in first.items():  # not retrained, not rewritten
         assert after[name] == (mtime, content), name
 
-    # Stage 1 is the SASRec run: one SASRec checkpoint in all, the one both FAME variants loaded.
+    # Stage 1 is the SASRec run: one SASRec checkpoint in all, the one both FAME variants loaded
+    # (records name checkpoints relative to the output folder).
     sasrec = _record(out, "SASRec-seed2020")
-    assert [str(p) for p in out.glob("checkpoints/*/SASRec-*.pth")] == [sasrec["model_file"]]
+    assert [p.relative_to(out).as_posix() for p in out.glob("checkpoints/*/SASRec-*.pth")] == [sasrec["model_file"]]
     for name in ("FAME-seed2020", "FAME-N1-seed2020"):
         record = _record(out, name)
         assert record["pretrained_path"] == sasrec["model_file"]
         assert record["stage_one_seconds"] == sasrec["seconds"]
         assert record["epochs_run"] == 2
-        assert record["best_epoch"] == load_checkpoint(record["model_file"])["epoch"]
+        assert record["best_epoch"] == load_checkpoint(out / record["model_file"])["epoch"]
         assert record["seconds_per_epoch"] > 0 and record["peak_rss_mib"] > 0
     # FAME-N1 is FAME with one expert per head (tiny_config has 3).
     assert _record(out, "FAME-seed2020")["parameters"] == _parameters(build_fame(tiny_config)[0])
@@ -176,13 +180,175 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     assert "(3 of 8 runs finished)" in (out / "table.md").read_text()
 
 
+def test_records_name_checkpoints_relative_to_out_and_fame_starts_from_there(settings, tmp_path):
+    out = tmp_path / "cmp"
+    compare("tiny", models=["SASRec", "FAME"], seeds=[2020], out=str(out), overrides=settings)
+    sasrec, fame = _record(out, "SASRec-seed2020"), _record(out, "FAME-seed2020")
+    assert re.fullmatch(r"checkpoints/SASRec-seed2020/SASRec-[^/]+\.pth", sasrec["model_file"]), sasrec
+    assert re.fullmatch(r"checkpoints/FAME-seed2020/FAME-[^/]+\.pth", fame["model_file"]), fame
+    assert fame["pretrained_path"] == sasrec["model_file"]
+    # FAME was built from the SASRec checkpoint inside <out>/checkpoints/.
+    stage_one = os.path.realpath(out / sasrec["model_file"])
+    assert load_checkpoint(out / fame["model_file"])["config"]["pretrained_path"] == stage_one
+
+    # The folder moves (to another machine, say): a run added later starts from the SASRec
+    # checkpoint where the folder is now; an absolute path would name the old place, now gone.
+    moved = tmp_path / "elsewhere" / "cmp"
+    moved.parent.mkdir()
+    out.rename(moved)
+    compare("tiny", models=["SASRec", "FAME-N1"], seeds=[2020], out=str(moved), overrides=settings)
+    n1 = _record(moved, "FAME-N1-seed2020")
+    assert n1["pretrained_path"] == sasrec["model_file"]
+    assert re.fullmatch(r"checkpoints/FAME-N1-seed2020/FAME-[^/]+\.pth", n1["model_file"]), n1
+    assert (load_checkpoint(moved / n1["model_file"])["config"]["pretrained_path"]
+            == os.path.realpath(moved / sasrec["model_file"]))
+    # Nothing the comparison writes for people or later runs names where its folder is or was.
+    written = [*moved.glob("runs/*.json"), moved / "results.json", moved / "table.md", moved / "table.csv"]
+    assert len(written) == 6
+    for path in written:
+        text = path.read_text()
+        for folder in {str(out), str(moved), os.path.realpath(out), os.path.realpath(moved)}:
+            assert folder not in text, (path, folder)
+    assert [run["model_file"] for run in json.loads((moved / "results.json").read_text())["runs"]] == [
+        sasrec["model_file"], n1["model_file"]]
+
+
+class _Planted:
+    """Unpickling it creates the folder ``marker``: it shows that a file was loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _plant_checkpoint(path, marker):
+    """A checkpoint at ``path`` whose loading creates ``marker``; checks that it does."""
+    torch.save({"state_dict": _Planted(marker), "config": None}, path)
+    load_checkpoint(path)
+    assert os.path.isdir(marker), "the planted checkpoint would go unnoticed"
+    os.rmdir(marker)
+
+
+def _write_finished_runs(out, overrides, models, seeds, paths):
+    """Records of finished runs as compare() keeps them, without training: ``paths`` gives each
+    run's ``(model_file, pretrained_path)`` by name."""
+    # Converted as compare() converts them, so that the settings match.
+    converted = RecBoleConfig._convert_config_dict(None, dict(overrides))
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    for job in plan("tiny", models, seeds, overrides=converted):
+        record = {**_fake_record(job.label, job.seed, 0.2, 0.1), "settings": job.settings}
+        record["model_file"], record["pretrained_path"] = paths[job.name]
+        (out / "runs" / f"{job.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def test_a_checkpoint_outside_out_checkpoints_is_never_loaded(settings, tmp_path):
+    out = tmp_path / "cmp"
+    marker = tmp_path / "unpickled"
+    planted = tmp_path / "planted.pth"
+    _plant_checkpoint(planted, marker)
+    record_file = out / "runs" / "SASRec-seed1.json"
+    refused = f"only checkpoints inside {out}{os.sep}checkpoints{os.sep} are loaded"
+
+    def refused_when_recorded(model_file, message):
+        _write_finished_runs(out, settings, ["SASRec"], [1], {"SASRec-seed1": (model_file, None)})
+        with pytest.raises(ValueError) as error:
+            compare("tiny", models=["SASRec", "FAME"], seeds=[1], out=str(out), overrides=settings)
+        text = str(error.value)
+        assert "\n" not in text
+        assert text.startswith(f"{record_file} names ") and repr(model_file) in text, text
+        assert refused in text and message in text, text
+        assert not marker.exists(), f"{model_file} was loaded"
+        assert not (out / "runs" / "FAME-seed1.json").exists()
+
+    # An absolute path, as records written before paths were relative hold them.
+    refused_when_recorded(str(planted), f"by the absolute path {str(planted)!r}, as records written before "
+                          f"paths were relative to the output folder do; such a path is never loaded")
+    refused_when_recorded("../planted.pth", f"which resolves to {str(planted)!r}")
+    refused_when_recorded("checkpoints/../../planted.pth", f"which resolves to {str(planted)!r}")
+    # Inside <out>, but not among its checkpoints.
+    (out / "runs" / "planted.pth").write_bytes(planted.read_bytes())
+    refused_when_recorded("runs/planted.pth", "which resolves to")
+    # A symlink inside checkpoints/ to a file outside, and checkpoints/ itself a symlink.
+    inside = out / "checkpoints" / "SASRec-seed1"
+    inside.mkdir(parents=True)
+    (inside / "SASRec-planted.pth").symlink_to(planted)
+    refused_when_recorded("checkpoints/SASRec-seed1/SASRec-planted.pth", f"which resolves to {str(planted)!r}")
+    elsewhere = tmp_path / "elsewhere"
+    (out / "checkpoints").rename(elsewhere)
+    (elsewhere / "SASRec-seed1" / "SASRec-planted.pth").unlink()
+    (elsewhere / "SASRec-seed1" / "SASRec-planted.pth").write_bytes(planted.read_bytes())
+    (out / "checkpoints").symlink_to(elsewhere)
+    refused_when_recorded("checkpoints/SASRec-seed1/SASRec-planted.pth",
+                          f"which resolves to {str(elsewhere / 'SASRec-seed1' / 'SASRec-planted.pth')!r}")
+
+    # run_compare.py says so on one line, without a traceback.
+    _write_finished_runs(out, settings, ["SASRec"], [1], {"SASRec-seed1": (str(planted), None)})
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "run_compare.py"), "--dataset=tiny", "--models", "SASRec", "FAME",
+         "--seeds", "1", "--out=cmp", *(f"--{key}={value}" for key, value in settings.items())],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith(f"error: {record_file} names its checkpoint by the absolute path") and refused in line
+    assert not marker.exists() and not (out / "runs" / "FAME-seed1.json").exists()
+
+
+def test_records_naming_absolute_checkpoints_still_make_tables(settings, tmp_path):
+    # Records written before paths were relative, from another machine: --report_only loads no
+    # checkpoint, not even for a run still to do (FAME-N1 here), so they make tables; the check
+    # that FAME came from the SASRec run kept for its seed compares paths as recorded, absolute or
+    # relative.
+    out = tmp_path / "cmp"
+    sasrec = "/work/runs/s15/ml100k-2020/checkpoints/SASRec-seed1/SASRec-Nov-24-2026_22-01-43.pth"
+    fame = "/work/runs/s15/ml100k-2020/checkpoints/FAME-seed1/FAME-Nov-24-2026_22-11-02.pth"
+    other = sasrec.replace("s15", "s16")
+
+    def report(sasrec_file, fame_file, started_from):
+        _write_finished_runs(out, settings, ["SASRec", "FAME"], [1],
+                             {"SASRec-seed1": (sasrec_file, None), "FAME-seed1": (fame_file, started_from)})
+        return compare("tiny", models=["SASRec", "FAME", "FAME-N1"], seeds=[1], out=str(out),
+                       overrides=settings, report_only=True)
+
+    data = report(sasrec, fame, sasrec)
+    assert [run["model_file"] for run in data["runs"]] == [sasrec, fame]
+    assert "| FAME | 1 |" in (out / "table.md").read_text()
+    assert (data["runs_finished"], data["runs_planned"]) == (2, 3)
+    with pytest.raises(ValueError, match=rf"FAME-seed1.json was fine-tuned from {other}, but the SASRec run "
+                                         rf"of seed 1 is {sasrec}: move FAME-seed1.json away too"):
+        report(sasrec, fame, other)
+    relative = "checkpoints/SASRec-seed1/SASRec-Nov-24-2026_22-01-43.pth"
+    data = report(relative, "checkpoints/FAME-seed1/FAME-Nov-24-2026_22-11-02.pth", relative)
+    assert data["runs"][0]["model_file"] == relative
+    with pytest.raises(ValueError, match=rf"FAME-seed1.json was fine-tuned from {sasrec}, but the SASRec run "
+                                         rf"of seed 1 is {relative}"):
+        report(relative, fame, sasrec)
+
+
 def test_a_failed_run_is_named_and_finished_runs_are_kept(settings, tmp_path):
     out = tmp_path / "cmp"
-    with pytest.raises(RunFailed, match=r"FAME, seed 7 failed: ValueError: .*final_residual"):
+    # Allowed by every check, but FAME's expert queries then need petabytes: only FAME reads it.
+    with pytest.raises(RunFailed, match=r"FAME, seed 7 failed: RuntimeError: .*memory"):
         compare("tiny", models=["SASRec", "FAME"], seeds=[7], out=str(out),
-                overrides={**settings, "final_residual": "bogus"})  # only FAME reads it
+                overrides={**settings, "n_experts": 10**13})
     assert sorted(_runs(out)) == ["SASRec-seed7.json"]
     assert 0.0 <= _record(out, "SASRec-seed7")["test_result"]["ndcg@10"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "models, message",
+    [
+        (["SASRec:n_heads=abc"], r"SASRec:n_heads=abc \(--models\): n_heads='abc' \(config_dict\): must be an integer >= 1"),
+        (["SASRec", "FAME:final_residual=bogus"], r"FAME:final_residual=bogus \(--models\): final_residual='bogus'"),
+        (["FAME:n_experts=0"], r"n_experts=0 \(config_dict\): must be an integer >= 1"),
+    ],
+)
+def test_a_bad_variant_value_is_named_before_anything_runs(settings, tmp_path, models, message):
+    out = tmp_path / "cmp"
+    with pytest.raises(ValueError, match=message):
+        compare("tiny", models=models, seeds=[7], out=str(out), overrides=settings)
+    assert not out.exists()
 
 
 def test_bad_model_dataset_or_key_is_named_before_anything_runs(settings, tmp_path):

@@ -161,12 +161,13 @@ def test_right_padding_does_not_change_scores(tiny_config):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"hidden_size": 18, "n_heads": 4}, "'hidden_size' (18) must be divisible by 'n_heads' (4)"),
-        ({"n_experts": 0}, "'n_experts' must be an integer >= 1, got 0"),
-        ({"n_layers": 0}, "'n_layers' must be an integer >= 1, got 0"),
-        ({"final_residual": "both"}, "'final_residual' must be one of"),
-        ({"expert_init": "zeros"}, "'expert_init' must be one of"),
-        ({"loss_type": "MSE"}, "'loss_type' must be 'CE' or 'BPR', got 'MSE'"),
+        ({"hidden_size": 18, "n_heads": 4}, "hidden_size=18 (config_dict) is not a multiple of n_heads=4 (config_dict)"),
+        ({"n_experts": 0}, "n_experts=0 (config_dict): must be an integer >= 1"),
+        ({"n_layers": 0}, "n_layers=0 (config_dict): must be an integer >= 1"),
+        ({"final_residual": "both"}, "final_residual='both' (config_dict): must be one of 'projection'"),
+        ({"expert_init": "zeros"}, "expert_init='zeros' (config_dict): must be one of 'pretrained', 'random'"),
+        ({"loss_type": "MSE"}, "loss_type='MSE' (config_dict): must be one of 'CE', 'BPR'"),
+        ({"finetune_learning_rate": -1}, "finetune_learning_rate=-1 (config_dict): must be a finite number > 0 or None"),
     ],
 )
 def test_invalid_config_raises(tiny_config, overrides, message):

@@ -237,3 +237,35 @@ def test_a_checkpoint_trained_with_a_removed_option_does_not_resume(tiny_config,
     with pytest.raises(CheckpointError, match=rf"checkpoint {old}: length_bucketing=True is an option "
                                               r"recbole-fame removed in 0\.2\.0"):
         resume(old)
+
+
+def test_ctrl_c_says_how_to_resume(tiny_config, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    import recbole_fame.quick_start
+    from recbole_fame.trainer import trainer as trainer_module
+
+    from helpers import REPO
+
+    real_run = recbole_fame.quick_start.run
+    saved = {}
+
+    def interrupted_after_a_checkpoint(**kwargs):
+        saved["file"] = real_run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1})["model_file"]
+        raise KeyboardInterrupt
+
+    def interrupted_at_once(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["run_fame.py", "--model=SASRec"])
+    monkeypatch.setattr(trainer_module, "_LAST_SAVED", None)  # as in a new process
+    for fake_run, expected in ((interrupted_at_once, "interrupted before the first checkpoint was written"),
+                               (interrupted_after_a_checkpoint, None)):
+        monkeypatch.setattr(recbole_fame.quick_start, "run", fake_run)
+        with pytest.raises(SystemExit) as excinfo:
+            runpy.run_path(os.path.join(REPO, "run_fame.py"), run_name="__main__")
+        assert excinfo.value.code == 130
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err == (expected or f"interrupted: python run_fame.py --resume={saved['file']} goes on from its last saved epoch")
+        assert trainer_module.last_saved_checkpoint() == saved.get("file")

@@ -54,7 +54,7 @@ def test_fame_from_scratch_trains_at_learning_rate(tiny_config):
 
 @pytest.mark.parametrize("value", [0, -0.001, "fast", True, float("inf")])
 def test_a_bad_finetune_rate_is_named(tiny_config, tmp_path, value):
-    with pytest.raises(ValueError, match=r"finetune_learning_rate must be a number above 0 \(or ~: learning_rate\), got"):
+    with pytest.raises(ValueError, match=r"finetune_learning_rate=.* \(config_dict\): must be a finite number > 0 or None"):
         _fame_trainer(tiny_config, tmp_path, finetune_learning_rate=value)
 
 
