@@ -13,9 +13,8 @@ import argparse
 import sys
 
 from recbole_fame.checkpoint import CheckpointError
-from recbole_fame.quick_start import resume, run
+from recbole_fame.quick_start import latest_checkpoint, resume, run
 from recbole_fame.text.encoder import TextExtraMissing
-from recbole_fame.trainer.trainer import last_saved_checkpoint
 
 
 def build_parser():
@@ -111,7 +110,7 @@ def main():
     except (FileNotFoundError, CheckpointError, TextExtraMissing, ValueError) as exc:  # ValueError: process counts, config values
         sys.exit(f"error: {exc}")
     except KeyboardInterrupt:
-        checkpoint = last_saved_checkpoint()
+        checkpoint = latest_checkpoint()
         print(
             f"\ninterrupted: python run_fame.py --resume={checkpoint} goes on from its last saved epoch"
             if checkpoint else "\ninterrupted before the first checkpoint was written",

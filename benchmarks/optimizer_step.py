@@ -16,11 +16,11 @@ import statistics
 import time
 
 import torch
-from recbole.data import create_dataset
 from recbole.utils import init_seed
 
-from data_args import add_data_args, add_overwrite_arg, check_report_out, prepare_raw_data
+from data_args import add_data_args, add_overwrite_arg, check_report_out, data_settings, prepare_raw_data
 from recbole_fame import Config, get_model
+from recbole_fame.data import prepare_data
 from recbole_fame.files import write_text
 
 IMPLEMENTATIONS = {"for-loop (RecBole's default on CPU)": {"foreach": False},
@@ -42,13 +42,13 @@ def main():
     if args.out:
         check_report_out(args.out, __file__, args.overwrite)
     command = prepare_raw_data(args)
-    settings = {"data_path": args.data_path, "state": "WARNING", "n_heads": 4, "n_experts": 8, "pretrain": False}
+    settings = {**data_settings(args), "state": "WARNING", "n_heads": 4, "n_experts": 8, "pretrain": False}
     dataset = None
     optimizers = {}
     for model_name in ("SASRec", "FAME"):
         config = Config(model=model_name, dataset=args.dataset, config_dict=settings)
         init_seed(config["seed"], config["reproducibility"])
-        dataset = dataset or create_dataset(config)
+        dataset = dataset or prepare_data(config)[0]  # RecBole's caches only when asked for and signed
         model = get_model(model_name)(config, dataset).to(config["device"])
         for label, options in IMPLEMENTATIONS.items():
             params = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]

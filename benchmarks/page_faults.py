@@ -19,10 +19,10 @@ import resource
 import sys
 
 import torch
-from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from recbole_fame import Config
+from recbole_fame.data import prepare_data
 from recbole_fame.data.length_groups import trim_sequences
 from recbole_fame.trainer.memory import keep_freed_memory
 from speed import build, train_step
@@ -49,7 +49,7 @@ def main():
     settings = {"show_progress": False, "state": "WARNING", "pretrain": False, "length_groups": 1}
     config = Config(model="SASRec", dataset=args.dataset, config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])
-    train = data_preparation(config, create_dataset(config))[0]
+    train = prepare_data(config)[1]  # RecBole's caches only when asked for and signed
     feat = train._dataset.inter_feat
     short = torch.nonzero(feat[config["ITEM_LIST_LENGTH_FIELD"]] <= args.max_width).flatten()
     short = short[torch.randperm(len(short), generator=torch.Generator().manual_seed(config["seed"]))]

@@ -90,7 +90,8 @@ def main():
         out_folder = os.path.dirname(os.path.dirname(os.path.abspath(path)))
         records.append((record, recorded_checkpoint(out_folder, path, record["model_file"])))
     out = args.out or os.path.join("results", f"protocol-{records[0][0]['dataset']}.md")
-    check_report_out(out, __file__, args.overwrite)
+    check_report_out(out, __file__, args.overwrite, store_is_ours=lambda data: str(
+        data.get("command", "")).startswith("python benchmarks/protocol.py") if isinstance(data, dict) else False)
     rows = []
     for record, model_file in records:
         chosen = run_setting(record, "exclude_history")

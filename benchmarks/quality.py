@@ -17,7 +17,7 @@ import json
 import os
 import statistics
 
-from data_args import add_data_args, add_overwrite_arg, check_report_out, prepare_raw_data
+from data_args import add_data_args, add_overwrite_arg, check_report_out, data_settings, prepare_raw_data
 from recbole_fame.files import write_json, write_text
 from recbole_fame.quick_start import run
 
@@ -49,7 +49,9 @@ def main():
     args = build_parser().parse_args()
     command = prepare_raw_data(args)
     out = args.out or os.path.join("results", f"quality-{args.dataset}.md")
-    check_report_out(out, __file__, args.overwrite)
+    # The store: one entry per "model|pipeline|seed|epochs".
+    check_report_out(out, __file__, args.overwrite,
+                     store_is_ours=lambda runs: isinstance(runs, dict) and all(k.count("|") == 3 for k in runs))
     store = os.path.splitext(out)[0] + ".json"
     done = json.load(open(store)) if os.path.isfile(store) else {}
     for seed in args.seeds:
@@ -59,7 +61,7 @@ def main():
             if key in done:
                 continue
             result = run(args.model, args.dataset, saved=False, config_dict={
-                "data_path": args.data_path, "seed": seed, "epochs": args.epochs,
+                **data_settings(args), "seed": seed, "epochs": args.epochs,
                 "eval_step": args.epochs, "stopping_step": args.epochs, "show_progress": False,
                 **settings})
             done[key] = {

@@ -26,7 +26,7 @@ import time
 
 from recbole.utils import init_seed
 
-from data_args import add_data_args, prepare_raw_data
+from data_args import add_data_args, data_settings, prepare_raw_data
 from recbole_fame import Config
 from recbole_fame.data import prepare_data
 from recbole_fame.trainer.memory import keep_freed_memory
@@ -60,7 +60,7 @@ def main():
     malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
     if args.keep_freed_memory and not keep_freed_memory():
         sys.exit("glibc refused keep_freed_memory's thresholds")
-    settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
+    settings = {**data_settings(args), "show_progress": False, "state": "WARNING",
                 "pretrain": False, "length_groups": args.length_groups}
     config = Config(model="SASRec", dataset=args.dataset, config_dict=settings)
     init_seed(config["seed"], config["reproducibility"])

@@ -42,7 +42,7 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from data_args import add_data_args, add_overwrite_arg, check_report_out, prepare_raw_data
+from data_args import add_data_args, add_overwrite_arg, check_report_out, data_settings, prepare_raw_data
 from recbole_fame import Config, get_model
 from recbole_fame.data import prepare_data
 from recbole_fame.files import write_text
@@ -152,7 +152,7 @@ def main():
     command = prepare_raw_data(args)
     if args.keep_freed_memory and not keep_freed_memory():
         raise SystemExit("--keep_freed_memory: glibc's mallopt is not available or refused the thresholds")
-    settings = {"data_path": args.data_path, "show_progress": False, "state": "WARNING",
+    settings = {**data_settings(args), "show_progress": False, "state": "WARNING",
                 "n_heads": args.n_heads, "pretrain": False, "length_groups": 1}
     fame = f"FAME H={args.n_heads} N={args.n_experts}"
     fame32 = f"FAME H={args.n_heads} N=32"

@@ -62,9 +62,10 @@ def resolve_config_file(path):
     )
 
 
-def read_config_file(path, loader=yaml.FullLoader):
-    """The settings of one yaml config file, as a dict; :class:`ConfigError` naming the file (and
-    the line) when it is not UTF-8, not valid yaml, or not a mapping of keys to values."""
+def read_config_file(path, loader):
+    """The settings of one yaml config file, as a dict (``loader``: RecBole's yaml loader, which
+    reads ``1e-3`` as a number); :class:`ConfigError` naming the file (and the line) when it is not
+    UTF-8, not valid yaml, or not a mapping of keys to values."""
     try:
         with open(path, encoding="utf-8") as f:
             settings = yaml.load(f.read(), Loader=loader)
@@ -98,9 +99,10 @@ class Config(RecBoleConfig):
         # RecBole's reader gives a yaml syntax error, a non-UTF-8 file or an empty one without the
         # file's name (or as "'NoneType' object is not iterable").
         self.config_files = [resolve_config_file(f) for f in file_list or []]
+        self.config_file_settings = [(path, read_config_file(path, self.yaml_loader)) for path in self.config_files]
         settings = {}
-        for path in self.config_files:
-            settings.update(read_config_file(path, self.yaml_loader))
+        for _, file_settings in self.config_file_settings:
+            settings.update(file_settings)
         return settings
 
     def _load_cmd_line(self):

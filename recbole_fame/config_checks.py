@@ -46,7 +46,7 @@ def integer(minimum=None):
 def number(minimum=None, above=None, below=None):
     """A finite int or float, ``>= minimum``, ``> above`` and ``< below`` where given."""
     bounds = [f"{sign} {bound}" for sign, bound in ((">=", minimum), (">", above), ("<", below)) if bound is not None]
-    allowed = " ".join(["a finite number"] + [" and ".join(bounds)] if bounds else ["a finite number"])
+    allowed = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
 
     def check(value):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -103,9 +103,9 @@ COMMON_CHECKS = {
     "eval_batch_size": integer(1),
     "learning_rate": number(above=0),
     "weight_decay": number(minimum=0),
-    "stopping_step": integer(1),
-    "eval_step": integer(1),
-    "learner": one_of("adam", "sgd", "adagrad", "rmsprop", "sparse_adam", case_sensitive=False),
+    "stopping_step": integer(0),
+    "eval_step": integer(0),  # 0: no validation
+    "learner": one_of("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam", case_sensitive=False),
     "seed": integer(),
     "reproducibility": boolean,
     "show_progress": boolean,
@@ -115,8 +115,8 @@ COMMON_CHECKS = {
     "hidden_size": integer(1),
     "embedding_size": integer(1),
     "inner_size": integer(1),
-    "n_layers": integer(1),
-    "num_layers": integer(1),
+    "n_layers": integer(0),  # 0 is a valid depth for some models (LightGCN)
+    "num_layers": integer(0),
     "n_heads": integer(1),
     "hidden_dropout_prob": number(minimum=0, below=1),
     "attn_dropout_prob": number(minimum=0, below=1),
@@ -129,6 +129,7 @@ COMMON_CHECKS = {
     "train_exclude_history": boolean,
     "fast_layers": boolean,
     "length_groups": integer(1),
+    "compact_sequences": boolean,
     "keep_freed_memory": boolean,
     "text_pretrain": boolean,
 }
@@ -144,8 +145,8 @@ def _source(config, key):
     if key in getattr(config, "variable_config_dict", {}):
         return "config_dict"
     if key in getattr(config, "file_config_dict", {}):
-        files = getattr(config, "config_files", None)
-        return "config file " + " ".join(files) if files else "config file"
+        setting = [path for path, values in getattr(config, "config_file_settings", []) if key in values]
+        return f"config file {setting[-1]}" if setting else "config file"
     return "default"
 
 
@@ -178,7 +179,10 @@ def check_values(config):
 
 
 def check_heads_divide_hidden_size(config):
-    """Raise :class:`ConfigError` when ``n_heads`` does not divide ``hidden_size``."""
+    """Raise :class:`ConfigError` when ``n_heads`` does not divide ``hidden_size`` for a model
+    with heads (one whose defaults set ``n_heads``)."""
+    if "n_heads" not in getattr(config, "internal_config_dict", {"n_heads": None}):
+        return
     heads, hidden = config["n_heads"], config["hidden_size"]
     if isinstance(heads, int) and isinstance(hidden, int) and heads > 0 and hidden % heads:
         raise ConfigError(

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import time
 
 
 @contextlib.contextmanager
@@ -55,19 +56,23 @@ def remove_stale_temporaries(path):
     _remove_stale(folder, re.escape(name))
 
 
-def remove_stale_temporaries_in(folder, extension):
-    """Remove every ``*<extension>.tmp<pid>`` in ``folder`` of a process that no longer runs (the
-    temporary checkpoints of runs killed while saving, whose names no later run writes again)."""
-    _remove_stale(folder, r".+" + re.escape(extension))
+def remove_stale_temporaries_in(folder, extension, min_age_seconds=600):
+    """Remove every ``*<extension>.tmp<pid>`` in ``folder`` of a process that no longer runs and
+    untouched for ``min_age_seconds`` (the temporary checkpoints of runs killed while saving, whose
+    names no later run writes again): the age keeps a file another machine is writing into a
+    shared folder, whose process this machine cannot see."""
+    _remove_stale(folder, r".+" + re.escape(extension), min_age_seconds)
 
 
-def _remove_stale(folder, name_pattern):
+def _remove_stale(folder, name_pattern, min_age_seconds=0):
     pattern = re.compile(name_pattern + r"\.tmp(\d+)")
+    now = time.time()
     for entry in os.listdir(folder) if os.path.isdir(folder) else ():
         match = pattern.fullmatch(entry)
         if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
             with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(folder, entry))
+                if now - os.path.getmtime(os.path.join(folder, entry)) >= min_age_seconds:
+                    os.remove(os.path.join(folder, entry))
 
 
 def output_mark(producer):

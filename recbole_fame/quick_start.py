@@ -28,6 +28,7 @@ from recbole_fame.text.pretrain import (
     uses_text_pretraining,
 )
 from recbole_fame.trainer import get_trainer
+from recbole_fame.trainer.trainer import last_saved_checkpoint
 from recbole_fame.trainer.distributed import check_process_counts, parameter_checksums, run_distributed
 from recbole_fame.trainer.memory import keep_freed_memory
 
@@ -70,11 +71,13 @@ def run(
     DistributedDataParallel (:mod:`recbole_fame.distributed`), and the result of rank 0 is
     returned, with ``rank_checksums`` of each stage's parameters after training.
     """
+    _RUN.update(started=time.time(), checkpoint_dir=None)
     if nproc != 1 or world_size > 0:
         check_process_counts(nproc, world_size, group_offset)
         # Bad config files and missing data get their clear errors here, not once per process.
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
         check_config(config)
+        _RUN["checkpoint_dir"] = config["checkpoint_dir"]
         check_dataset_files(config)
         if needs_text_pretraining(config):  # once, here: the ranks read it from the cache
             text_pretraining(config)
@@ -85,6 +88,7 @@ def run(
         model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict
     )
     check_config(config)
+    _RUN["checkpoint_dir"] = config["checkpoint_dir"]
     _start(config)
     for warning in unknown_key_warnings(config, [PROPERTIES_DIR]):
         getLogger().warning(warning)
@@ -102,6 +106,22 @@ def run(
             config_dict={**(config_dict or {}), **{k: config[k] for k in BACKBONE_KEYS}},
         )
     return _run_stages(config, sasrec_config, data, saved)
+
+
+_RUN = {"started": None, "checkpoint_dir": None}  # this process's latest run(), for latest_checkpoint
+
+
+def latest_checkpoint():
+    """The checkpoint an interrupted :func:`run` goes on from: the one this process wrote last,
+    or (the ranks of a ``--nproc`` run write theirs) the newest ``.pth`` of the run's
+    ``checkpoint_dir`` written since it started; None when there is none."""
+    if last_saved_checkpoint() is not None or not _RUN["checkpoint_dir"]:
+        return last_saved_checkpoint()
+    folder = _RUN["checkpoint_dir"]
+    written = [os.path.join(folder, name) for name in os.listdir(folder) if name.endswith(".pth")] if (
+        os.path.isdir(folder)) else []
+    written = [path for path in written if os.path.getmtime(path) >= _RUN["started"]]
+    return max(written, key=os.path.getmtime, default=None)
 
 
 def check_config(config):

@@ -13,7 +13,8 @@ def isolated_run(tmp_path, monkeypatch):
     cache signing key (recbole_fame.data.cache) goes to the test's own folder."""
     monkeypatch.setattr(sys, "argv", ["pytest"])
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    key_file = str(tmp_path / "cache" / "recbole-fame" / "cache-signing-key")
+    monkeypatch.setattr("recbole_fame.data.cache._key_file", lambda: key_file)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from helpers import REPO, load_script
         ({"epochs": 0}, "epochs=0 (config_dict): must be an integer >= 1"),
         ({"learning_rate": 0}, "learning_rate=0 (config_dict): must be a finite number > 0"),
         ({"hidden_dropout_prob": 1.0}, "hidden_dropout_prob=1.0 (config_dict): must be a finite number >= 0 and < 1"),
-        ({"learner": "adamw"}, "learner='adamw' (config_dict): must be one of 'adam', 'sgd'"),
+        ({"learner": "adamx"}, "learner='adamx' (config_dict): must be one of 'adam', 'adamw', 'sgd'"),
         ({"train_batch_size": 2.5}, "train_batch_size=2.5 (config_dict): must be an integer >= 1"),
         ({"exclude_history": "yes"}, "exclude_history='yes' (config_dict): must be True or False"),
         ({"hidden_size": 10, "n_heads": 4}, "hidden_size=10 (config_dict) is not a multiple of n_heads=4 (config_dict)"),
@@ -56,6 +56,20 @@ def test_the_defaults_of_the_compared_models_pass(tiny_config):
         check_values(Config(model=model, dataset="tiny", config_dict=tiny_config))
 
 
+def test_valid_recbole_settings_pass(tiny_config):
+    for model, settings in [
+        ("GRU4Rec", {"n_heads": 3}),  # GRU4Rec has no heads: hidden_size 16 need not divide
+        ("SASRec", {"learner": "adamw", "eval_step": 0, "stopping_step": 0, "topk": 10, "metrics": "NDCG",
+                    "valid_metric": "ndcg@10"}),
+        ("LightGCN", {"n_layers": 0}),
+    ]:
+        check_values(Config(model=model, dataset="tiny", config_dict={**tiny_config, **settings}))
+    with pytest.raises(ConfigError, match=r"hidden_size=16 \(config_dict\) is not a multiple of n_heads=3"):
+        check_values(Config(model="SASRec", dataset="tiny", config_dict={**tiny_config, "n_heads": 3}))
+    with pytest.raises(ConfigError, match=r"n_layers=0 \(config_dict\): must be an integer >= 1"):
+        check_values(Config(model="FAME", dataset="tiny", config_dict={**tiny_config, "n_layers": 0}))
+
+
 def test_fame_keys_are_refused_before_stage_one_trains(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="n_experts=0"):
         run(model="FAME", dataset="tiny", config_dict={**tiny_config, "n_experts": 0})
@@ -67,10 +81,12 @@ def test_the_source_of_a_value_is_named(tiny_config, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"n_heads='abc' \(command line\)"):
         check_values(Config(model="FAME", dataset="tiny", config_dict=tiny_config))
     monkeypatch.setattr(sys, "argv", ["pytest"])
-    settings = tmp_path / "mine.yaml"
+    settings, other = tmp_path / "mine.yaml", tmp_path / "other.yaml"
     settings.write_text("attn_dropout_prob: 2\n")
+    other.write_text("n_experts: 2\n")
     with pytest.raises(ConfigError, match=rf"attn_dropout_prob=2 \(config file {settings}\)"):
-        check_values(Config(model="FAME", dataset="tiny", config_file_list=[str(settings)], config_dict=tiny_config))
+        check_values(Config(model="FAME", dataset="tiny", config_file_list=[str(settings), str(other)],
+                            config_dict=tiny_config))
 
 
 def test_unknown_keys_are_warned_with_the_closest_known_key(tiny_config, monkeypatch):

@@ -89,4 +89,8 @@ def test_temporaries_of_killed_writers_are_removed(tmp_path):
         ["a.pth", f"a.pth.tmp{alive_pid}", f"b.pth.tmp{dead_pid}", f"notes.txt.tmp{dead_pid}"]
     )
     remove_stale_temporaries_in(str(tmp_path), ".pth")  # what a trainer does in its checkpoint folder
+    assert f"b.pth.tmp{dead_pid}" in os.listdir(tmp_path)  # too recent: maybe another machine's
+    old = os.path.getmtime(tmp_path / "a.pth") - 3600
+    os.utime(tmp_path / f"b.pth.tmp{dead_pid}", (old, old))
+    remove_stale_temporaries_in(str(tmp_path), ".pth")
     assert sorted(os.listdir(tmp_path)) == sorted(["a.pth", f"a.pth.tmp{alive_pid}", f"notes.txt.tmp{dead_pid}"])

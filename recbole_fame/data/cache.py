@@ -117,6 +117,15 @@ def loaders_cache_file(config):
     return os.path.join(config["checkpoint_dir"], f"{config['dataset']}-for-{config['model']}-dataloader.pth")
 
 
+def _identity(path):
+    """What tells a file apart from the one written next (None when there is none)."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+
 # (config key of the path RecBole reads, config key that saves, default file, loaders?)
 _CACHES = (
     ("dataset_save_path", "save_dataset", dataset_cache_file, False),
@@ -132,6 +141,9 @@ def recbole_caches(config):
     logger = getLogger()
     nowhere = tempfile.mkdtemp(prefix="recbole-fame-no-cache-")  # empty: RecBole finds nothing there
     saved = {key: config[key] for key, _, _, _ in _CACHES}
+    # Only a file RecBole writes inside the block is signed after it: one already there (planted,
+    # or left by another program) stays as it is, unsigned.
+    before = {key: _identity(default_file(config)) for key, _, default_file, _ in _CACHES}
     try:
         for path_key, save_key, default_file, loaders in _CACHES:
             path = config[path_key] or default_file(config)
@@ -147,7 +159,8 @@ def recbole_caches(config):
             config[path_key] = os.path.join(nowhere, "none.pth")
         yield
         for path_key, save_key, default_file, loaders in _CACHES:
-            if config[save_key] and os.path.isfile(default_file(config)):
+            written = _identity(default_file(config))
+            if config[save_key] and written is not None and written != before[path_key]:
                 sign(default_file(config), settings_fingerprint(config, loaders))
     finally:
         for key, value in saved.items():

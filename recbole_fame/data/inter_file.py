@@ -8,8 +8,6 @@ no file or line named. :func:`check_interaction_file` stops at the first such ro
 :class:`DataFileError` naming the file, the line and the field.
 """
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -48,7 +46,8 @@ def _header(path, separator, encoding):
 def _loaded(columns, config):
     """The columns RecBole loads from the interaction file (``load_col``, ``unload_col``)."""
     load_col, unload_col = config["load_col"], config["unload_col"]
-    wanted = None if load_col is None else set((load_col or {}).get("inter", []))
+    inter = None if load_col is None else load_col.get("inter", [])
+    wanted = None if inter == "*" or inter is None else set(inter)  # RecBole: '*' loads every column
     skipped = set((unload_col or {}).get("inter", []))
     return [
         (index, name, kind)
@@ -71,25 +70,67 @@ def _check_required_fields(path, columns, loaded, config):
             )
 
 
-_PARSER_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_BLOCK = 1 << 26  # bytes read at a time when counting fields
+
+
+def _check_field_counts(path, separator, names):
+    """Every line after the header has ``width`` fields (blank lines aside), and no field holds
+    a double quote, which RecBole's reader takes for the start of a quoted field (a stray one
+    merges the lines after it). Counted on the bytes, block by block: pandas silently takes a
+    first row with one field too many for one with an index column."""
+    sep, quote, newline = ord(separator), ord('"'), ord("\n")
+    line_number = 2
+    with open(path, "rb") as f:
+        f.readline()  # the header
+        rest = b""
+        while True:
+            block = f.read(_BLOCK)
+            data = rest + block
+            if not block:  # the last line, without its line end
+                data, rest = (data + b"\n" if data else data), b""
+            else:
+                cut = data.rfind(b"\n") + 1
+                data, rest = data[:cut], data[cut:]
+            if data:
+                line_number += _check_block(path, np.frombuffer(data, dtype=np.uint8), sep, quote, newline,
+                                            names, line_number)
+            if not block:
+                return
+
+
+def _check_block(path, data, sep, quote, newline, names, first_line):
+    """:func:`_check_field_counts` for whole lines ``data`` starting at line ``first_line``;
+    returns the number of lines."""
+    ends = np.flatnonzero(data == newline)
+    starts = np.r_[0, ends[:-1] + 1]
+    lengths = ends - starts
+    blank = (lengths == 0) | ((lengths == 1) & (data[np.minimum(starts, len(data) - 1)] == 13))
+    fields = np.bincount(np.searchsorted(ends, np.flatnonzero(data == sep)), minlength=len(ends)) + 1
+    wrong = (fields != len(names)) & ~blank
+    if wrong.any():
+        line = _first(wrong)
+        missing = f" (no value for '{names[fields[line]]}')" if fields[line] < len(names) else ""
+        raise DataFileError(
+            f"{path}:{first_line + line}: {fields[line]} fields, but the header has {len(names)}{missing}"
+        )
+    quotes = np.flatnonzero(data == quote)
+    if len(quotes):
+        line = int(np.searchsorted(ends, quotes[0]))
+        raise DataFileError(
+            f"{path}:{first_line + line}: a value holds a double quote (\"), which RecBole's reader takes "
+            "for quoting: remove it from the file"
+        )
+    return len(ends)
 
 
 def _chunks(path, separator, width, encoding):
     """The rows after the header as strings, ``_CHUNK_ROWS`` at a time, blank lines kept (so
-    that a row's index + 2 is its line number); a row with too many fields raises."""
-    reader = pd.read_csv(
-        path, sep=separator, header=None, skiprows=1, names=range(width), dtype=str, keep_default_na=False,
-        skip_blank_lines=False, quoting=3, encoding=encoding, chunksize=_CHUNK_ROWS,
+    that a row's index + 2 is its line number). Every line has ``width`` fields by now."""
+    return pd.read_csv(
+        path, sep=separator, header=None, skiprows=1, names=range(width), index_col=False, dtype=str,
+        keep_default_na=False, skip_blank_lines=False, quoting=3, encoding=encoding, chunksize=_CHUNK_ROWS,
         engine="c" if len(separator) == 1 else "python",
     )
-    try:
-        yield from reader
-    except pd.errors.ParserError as exc:  # pandas numbers the file's lines from 1, the skipped header included
-        match = _PARSER_LINE.search(str(exc))
-        if match is None:
-            raise DataFileError(f"{path}: cannot be read as {separator!r}-separated fields ({exc})") from None
-        _, line, saw = match.groups()
-        raise DataFileError(f"{path}:{line}: {saw} fields, but the header has {width}") from None
 
 
 def _first(mask):
@@ -131,6 +172,8 @@ def check_interaction_file(path, config):
     columns = _header(path, separator, encoding)
     loaded = _loaded(columns, config)
     _check_required_fields(path, columns, loaded, config)
+    if len(separator) == 1:  # a longer one is rare: pandas' python engine then names the line
+        _check_field_counts(path, separator, [name for name, _ in columns])
     rows = 0
     try:
         for chunk in _chunks(path, separator, len(columns), encoding):
@@ -155,6 +198,8 @@ def _check_rows(path, chunk, columns, loaded, separator):
         if line is not None:
             raise DataFileError(f"{path}:{line}: a line of separators without values")
     for index, name, kind in loaded:
+        if kind not in ("token", "float"):  # a sequence may be empty
+            continue
         absent = empty[:, index] & ~blank
         if absent.any():
             row = _first(absent)

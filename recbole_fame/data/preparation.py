@@ -10,10 +10,13 @@ earlier items out of the ranking (``exclude_history``, :mod:`recbole_fame.data.h
 import os
 from logging import getLogger
 
+import recbole.data.dataset
 from recbole.data import create_dataset, data_preparation
 from recbole.data.dataloader import FullSortEvalDataLoader
+from recbole.utils import ModelType
 
 from recbole_fame.data.cache import recbole_caches
+from recbole_fame.data.compact import CompactSequentialDataset
 from recbole_fame.data.history import history_excluding_dataloaders
 from recbole_fame.data.inter_file import check_interaction_file
 from recbole_fame.data.length_groups import LengthSortedEvalDataLoader, uses_length_groups
@@ -42,6 +45,7 @@ def check_dataset_files(config):
             f"To make them from raw files: python dataset_atomic/convert.py "
             f"{{sequences,movielens,amazon}} RAW_FILE --name={token} "
             f"--out={os.path.dirname(os.path.abspath(folder))}"
+            + (" (without data_path, ml-100k is RecBole's bundled copy)" if token == "ml-100k" else "")
         )
     for name in names:
         check_interaction_file(os.path.join(folder, name), config)
@@ -51,11 +55,26 @@ def prepare_data(config):
     """``(dataset, train_data, valid_data, test_data)`` for ``config``."""
     check_dataset_files(config)
     with recbole_caches(config):  # no pickle is read unless asked for and written by this project
-        dataset = create_dataset(config)
+        dataset = CompactSequentialDataset(config) if uses_compact_sequences(config) else create_dataset(config)
         getLogger().info(dataset)
         train_data, valid_data, test_data = data_preparation(config, dataset)
     valid_data, test_data = (_length_sorted(config, data) for data in (valid_data, test_data))
     return (dataset, *history_excluding_dataloaders(config, train_data, valid_data, test_data))
+
+
+def uses_compact_sequences(config):
+    """Whether ``config``'s samples are stored compactly (:mod:`recbole_fame.data.compact`): with
+    ``compact_sequences`` on, for every model RecBole gives its plain ``SequentialDataset``
+    (FAME, SASRec, GRU4Rec, CORE, ...), not for models with a dataset class of their own or
+    for pre-augmented benchmark files (logged)."""
+    if not config["compact_sequences"] or config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
+        return False
+    own_class = hasattr(recbole.data.dataset, config["model"] + "Dataset")
+    if own_class or config["benchmark_filename"]:
+        reason = f"RecBole's {config['model']}Dataset" if own_class else "benchmark_filename"
+        getLogger().info(f"compact_sequences: {config['model']} keeps RecBole's augmented rows ({reason})")
+        return False
+    return True
 
 
 def _length_sorted(config, data):

@@ -77,10 +77,10 @@ OUTPUT_KEYS = ("show_progress", "state")
 # Keys with project defaults (properties/overall.yaml) that change how a run trains or how long it
 # takes: every run records their values, so a default changed later cannot mix pipelines in one
 # table (the command line alone would not show it).
-PIPELINE_KEYS = ("fast_layers", "length_groups", "keep_freed_memory")
+PIPELINE_KEYS = ("fast_layers", "length_groups", "keep_freed_memory", "compact_sequences")
 # Of those, the ones that change time and memory but no number: a run finished under another
 # value is kept (the table's pipeline line names the runs of each value).
-TIMING_ONLY_KEYS = ("keep_freed_memory",)
+TIMING_ONLY_KEYS = ("keep_freed_memory", "compact_sequences")
 
 
 class RunFailed(RuntimeError):

@@ -82,6 +82,7 @@ class FAME(SequentialRecommender):
     # FAME's own keys, checked with the common ones before anything trains (run_fame.py checks
     # the whole config before stage 1: recbole_fame.config_checks) and when FAME is built.
     config_checks = {
+        "n_layers": integer(1),  # at least the MoE layer
         "n_experts": integer(1),
         "final_residual": one_of(*FINAL_RESIDUALS),
         "expert_init": one_of(*EXPERT_INITS),
@@ -143,7 +144,7 @@ class FAME(SequentialRecommender):
     def _check_config(self, config):
         # The same checks run_fame.py makes before stage 1 (recbole_fame.config_checks), for a
         # FAME built directly from a RecBole Config.
-        check_keys(config, {key: COMMON_CHECKS[key] for key in ("n_layers", "n_heads", "hidden_size")})
+        check_keys(config, {key: COMMON_CHECKS[key] for key in ("n_heads", "hidden_size")})
         check_keys(config, {"loss_type": one_of(*SEQUENTIAL_LOSSES), **self.config_checks})
         check_heads_divide_hidden_size(config)
 

@@ -56,7 +56,9 @@ def test_pickles_where_recbole_looks_are_not_loaded(tiny_config, tmp_path, caplo
 
 def test_caches_this_project_wrote_are_read_and_tampered_ones_are_not(tiny_config, caplog):
     caplog.set_level(logging.INFO)
-    settings = {**tiny_config, "save_dataset": True, "save_dataloaders": True, "state": "INFO"}
+    # RecBole's own dataset (the compact one is not cached: it builds in seconds).
+    settings = {**tiny_config, "save_dataset": True, "save_dataloaders": True, "state": "INFO",
+                "compact_sequences": False}
     config = Config(model="SASRec", dataset="tiny", config_dict=settings)
     first = prepare_data(config)
     dataset_file = dataset_cache_file(config)
@@ -82,6 +84,22 @@ def test_caches_this_project_wrote_are_read_and_tampered_ones_are_not(tiny_confi
 
 
 def test_the_signing_key_is_the_users_alone(tiny_config, tmp_path):
-    prepare_data(Config(model="SASRec", dataset="tiny", config_dict={**tiny_config, "save_dataset": True}))
+    prepare_data(Config(model="SASRec", dataset="tiny", config_dict={**tiny_config, "save_dataloaders": True}))
     key = tmp_path / "cache" / "recbole-fame" / "cache-signing-key"
     assert key.is_file() and oct(key.stat().st_mode & 0o777) == "0o600" and len(key.read_bytes()) == 32
+
+
+def test_a_file_planted_where_recbole_saves_is_never_signed(tiny_config, tmp_path):
+    settings = {**tiny_config, "save_dataset": True, "compact_sequences": False}
+    config = Config(model="SASRec", dataset="tiny", config_dict=settings)
+    prepare_data(config)  # writes and signs the dataset cache
+    default = dataset_cache_file(config)
+    moved = str(tmp_path / "mine.pth")
+    os.rename(default, moved)
+    os.rename(default + ".sig", moved + ".sig")
+    plant(default, tmp_path / "ran")
+    # The signed copy is read from where it was moved; RecBole saves nothing, so nothing is signed.
+    prepare_data(Config(model="SASRec", dataset="tiny", config_dict={**settings, "dataset_save_path": moved}))
+    assert not os.path.exists(default + ".sig")
+    prepare_data(Config(model="SASRec", dataset="tiny", config_dict=settings))
+    assert not (tmp_path / "ran").exists()

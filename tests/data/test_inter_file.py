@@ -36,7 +36,9 @@ def _file(tmp_path, text):
         ("user_id:token\titem_id:tok\ttimestamp:float\n", ":1: header column 'item_id:tok' is not 'name:type'"),
         ("user_id:token\titem_id:token\n1\t2\n", ":1: no 'timestamp' column (TIME_FIELD); its header has ['user_id', 'item_id']"),
         ("uid:token\titem_id:token\ttimestamp:float\n1\t2\t3\n", ":1: no 'user_id' column (USER_ID_FIELD)"),
-        (HEADER + GOOD + "1\t13\n", ":5: no value for 'timestamp' (field 3 of the header's 3)"),
+        (HEADER + GOOD + "1\t13\n", ":5: 2 fields, but the header has 3 (no value for 'timestamp')"),
+        (HEADER + "1\t10\t1\t7\n1\t11\t2\t7\n", ":2: 4 fields, but the header has 3"),  # pandas would shift the columns
+        (HEADER + GOOD + '1\t"13\t4\n', ':5: a value holds a double quote'),
         (HEADER + GOOD + "1\t13\t\n", ":5: no value for 'timestamp'"),
         (HEADER + "1\t\t3\n", ":2: no value for 'item_id'"),
         (HEADER + GOOD + "1\t13\tnoon\n", ":5: 'timestamp' is 'noon', not a finite number"),
@@ -61,6 +63,14 @@ def test_good_files_pass_with_blank_lines_and_crlf(config, tmp_path):
     assert check_interaction_file(_file(tmp_path, text), config) == 1
 
 
+def test_recboles_load_all_columns_and_empty_sequences_pass(tiny_config, tmp_path):
+    config = Config(model="SASRec", dataset="tiny", config_dict={**tiny_config, "load_col": {"inter": "*"}})
+    text = "user_id:token\titem_id:token\ttimestamp:float\ttags:token_seq\n1\t10\t1\t\n1\t11\t2\ta b\n"
+    assert check_interaction_file(_file(tmp_path, text), config) == 2
+    with pytest.raises(DataFileError, match=":2: no value for 'item_id'"):
+        check_interaction_file(_file(tmp_path, "user_id:token\titem_id:token\ttimestamp:float\n1\t\t1\n"), config)
+
+
 def test_the_bundled_ml_100k_passes():
     config = Config(model="FAME", dataset="ml-100k")
     assert check_interaction_file(os.path.join(config["data_path"], "ml-100k.inter"), config) == 100000
@@ -74,7 +84,7 @@ def test_a_row_without_its_timestamp_stops_the_run_before_training(tiny_config, 
     lines[5] = f"{user}\t{item}\n"
     with open(path, "w") as f:
         f.writelines(lines)
-    with pytest.raises(DataFileError, match=rf"{path}:6: no value for 'timestamp'"):
+    with pytest.raises(DataFileError, match=rf"{path}:6: 2 fields, but the header has 3 \(no value for 'timestamp'\)"):
         prepare_data(Config(model="SASRec", dataset="tiny", config_dict=tiny_config))
     with pytest.raises(DataFileError, match=rf"{path}:6"):
         run(model="FAME", dataset="tiny", config_dict=tiny_config)

@@ -86,7 +86,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
         assert float(row[8]) == record["best_valid_result"]["ndcg@10"]  # valid NDCG@10
         assert row[12] == f"{record['parameters']:,}"
     assert "## The paper's Table 2" not in table  # no paper rows for 'tiny'
-    assert "\nPipeline: `fast_layers=True`, `length_groups=4`, `keep_freed_memory=True`.\n" in table
+    assert "\nPipeline: `fast_layers=True`, `length_groups=4`, `keep_freed_memory=True`, `compact_sequences=True`.\n" in table
 
     with open(out / "table.csv", newline="") as f:
         csv_rows = list(csv.DictReader(f))
@@ -124,7 +124,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     path = out / "runs" / "SASRec-seed2020.json"
     record = _record(out, "SASRec-seed2020")
     assert record["settings"]["pipeline"] == {
-        "fast_layers": True, "length_groups": 4, "keep_freed_memory": True}
+        "fast_layers": True, "length_groups": 4, "keep_freed_memory": True, "compact_sequences": True}
     original = path.read_bytes()
 
     def refused_when_stored(record, message):
@@ -146,7 +146,7 @@ def test_compare_resumes_and_fame_starts_from_the_sasrec_run(settings, tiny_conf
     kept_when_stored(record)
     del record["settings"]["pipeline"]
     refused_when_stored(record, r"does not record its pipeline "
-                                r"\(fast_layers, length_groups, keep_freed_memory\)")
+                                r"\(fast_layers, length_groups, keep_freed_memory, compact_sequences\)")
 
     # It records the values of the project's yaml keys too: a default edited in properties/ since
     # (here stopping_step) is refused, naming the key, and so is a key added to the files since.

@@ -260,6 +260,7 @@ def test_ctrl_c_says_how_to_resume(tiny_config, monkeypatch, capsys):
 
     monkeypatch.setattr(sys, "argv", ["run_fame.py", "--model=SASRec"])
     monkeypatch.setattr(trainer_module, "_LAST_SAVED", None)  # as in a new process
+    monkeypatch.setattr(recbole_fame.quick_start, "_RUN", {"started": None, "checkpoint_dir": None})
     for fake_run, expected in ((interrupted_at_once, "interrupted before the first checkpoint was written"),
                                (interrupted_after_a_checkpoint, None)):
         monkeypatch.setattr(recbole_fame.quick_start, "run", fake_run)
@@ -269,3 +270,20 @@ def test_ctrl_c_says_how_to_resume(tiny_config, monkeypatch, capsys):
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err == (expected or f"interrupted: python run_fame.py --resume={saved['file']} goes on from its last saved epoch")
         assert trainer_module.last_saved_checkpoint() == saved.get("file")
+
+
+def test_the_checkpoint_of_a_multi_process_run_is_found_for_the_hint(tmp_path, monkeypatch):
+    """The ranks of a --nproc run write the checkpoints, not the process that prints the hint."""
+    import time
+
+    import recbole_fame.quick_start as quick_start
+    from recbole_fame.trainer import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "_LAST_SAVED", None)
+    older, newer = tmp_path / "FAME-old.pth", tmp_path / "SASRec-new.pth"
+    older.write_bytes(b"x")
+    os.utime(older, (1, 1))  # before the run started
+    monkeypatch.setattr(quick_start, "_RUN", {"started": time.time() - 5, "checkpoint_dir": str(tmp_path)})
+    assert quick_start.latest_checkpoint() is None
+    newer.write_bytes(b"x")
+    assert quick_start.latest_checkpoint() == str(newer)
