@@ -14,12 +14,22 @@ RecBole's loaders call), left-aligned and zero-padded exactly as RecBole's augme
 out, so RecBole's loaders, trainer and evaluator use it unchanged. Memory is O(interactions)
 whatever ``MAX_ITEM_LIST_LENGTH`` is. The samples, their order in each split and every batch equal
 RecBole's (``tests/data/test_compact.py``).
+
+Loading is made lean too: RecBole reads the interaction file with pandas' Python engine into
+columns of Python strings (tens of bytes per token, for every one of tens of millions of rows),
+counts the k-core filter with ``Counter`` in Python loops, and remaps the ids from the strings.
+Here the token columns are read by pandas' C reader as categoricals (a small integer code per row
+and each distinct token once), the k-core filter counts with ``bincount``, and the remap factorizes
+the codes, giving every token the id RecBole gives it (its order of first appearance).
 """
 
 import numpy as np
+import pandas as pd
 import torch
+from pandas.api.types import union_categoricals
 from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
+from recbole.utils import FeatureSource, FeatureType
 
 # The column of a sample that says where its history starts in the flat arrays.
 HISTORY_START = "_history_start"
@@ -80,6 +90,82 @@ class CompactInteraction(Interaction):
 
 class CompactSequentialDataset(SequentialDataset):
     """RecBole's ``SequentialDataset`` with its augmented samples kept as indices (module docstring)."""
+
+    def _load_feat(self, filepath, source):
+        """RecBole's reading of the interaction file with its token columns as categoricals
+        (module docstring); other files, and interaction files with sequence columns, as RecBole
+        reads them."""
+        if source != FeatureSource.INTERACTION:
+            return super()._load_feat(filepath, source)
+        load_col, unload_col = self._get_load_and_unload_col(source)
+        separator, encoding = self.config["field_separator"], self.config["encoding"]
+        with open(filepath, encoding=encoding) as f:
+            header = f.readline().rstrip("\r\n").split(separator)
+        columns = [column.split(":") for column in header]
+        loaded = [(field, kind) for field, kind in columns if (load_col is None or field in load_col)
+                  and (unload_col is None or field not in unload_col)]
+        if load_col == set() or not loaded or any(kind.endswith("seq") for _, kind in loaded):
+            return super()._load_feat(filepath, source)
+        for field, kind in loaded:  # the properties RecBole's _load_feat sets
+            self.field2source[field] = source
+            self.field2type[field] = FeatureType(kind)
+            self.field2seqlen[field] = 1
+            if kind == "float":
+                self.field2bucketnum[field] = 2
+        usecols = [f"{field}:{kind}" for field, kind in loaded]
+        dtype = {column: np.float64 if column.endswith(":float") else "category" for column in usecols}
+        frame = pd.read_csv(filepath, sep=separator, usecols=usecols, dtype=dtype, encoding=encoding,
+                            engine="c" if len(separator) == 1 else "python")
+        frame = frame[usecols]  # RecBole keeps the file's column order
+        frame.columns = [field for field, _ in loaded]
+        return frame
+
+    def _filter_by_inter_num(self):
+        """RecBole's k-core filter (``user_inter_num_interval``, ``item_inter_num_interval``),
+        counted with ``bincount`` over codes instead of ``Counter``; with user or item features
+        loaded, RecBole's own."""
+        if self.uid_field is None or self.iid_field is None or self.user_feat is not None or self.item_feat is not None:
+            return super()._filter_by_inter_num()
+        intervals = [self._parse_intervals_str(self.config[key])
+                     for key in ("user_inter_num_interval", "item_inter_num_interval")]
+        if intervals == [None, None]:
+            return None
+        codes = [pd.factorize(self.inter_feat[field])[0] for field in (self.uid_field, self.iid_field)]
+        kept = np.ones(len(self.inter_feat), dtype=bool)
+        while True:
+            banned_rows = np.zeros(len(kept), dtype=bool)
+            for code, interval in zip(codes, intervals):
+                if not interval:
+                    continue
+                counts = np.bincount(code[kept], minlength=code.max() + 1 if len(code) else 0)
+                banned = (counts > 0) & ~self._within_intervals(counts, interval)
+                banned_rows |= banned[code]
+            banned_rows &= kept
+            if not banned_rows.any():
+                break
+            kept &= ~banned_rows
+        self.inter_feat = self.inter_feat[kept]
+        return None
+
+    def _remap(self, remap_list):
+        """RecBole's remap (ids in order of first appearance over the fields of ``remap_list``),
+        by factorizing categorical codes instead of strings; other columns as RecBole remaps them."""
+        categorical = [isinstance(feat[field].dtype, pd.CategoricalDtype) for feat, field, _ in remap_list]
+        if not remap_list or not all(categorical) or any(ftype != FeatureType.TOKEN for _, _, ftype in remap_list):
+            for (feat, field, _), is_categorical in zip(remap_list, categorical):
+                if is_categorical:
+                    feat[field] = feat[field].astype(object)
+            return super()._remap(remap_list)
+        # One category space for all the fields: codes then follow the tokens' identity.
+        union = union_categoricals([feat[field].array for feat, field, _ in remap_list], ignore_order=True)
+        ids, tokens = pd.factorize(union)  # order of first appearance, as RecBole's factorize of the tokens
+        mapping = np.array(["[PAD]"] + list(np.asarray(tokens, dtype=object)))
+        token_id = {token: i for i, token in enumerate(mapping)}
+        for (feat, field, _), new_ids in zip(remap_list, np.split(ids + 1, np.cumsum([len(feat) for feat, _, _ in remap_list])[:-1])):
+            if field not in self.field2id_token:
+                self.field2id_token[field] = mapping
+                self.field2token_id[field] = token_id
+            feat[field] = new_ids
 
     def data_augmentation(self):
         """The samples RecBole's augmentation makes (every interaction after a user's first, its

@@ -57,6 +57,25 @@ def test_every_split_holds_recboles_samples_in_recboles_order(tiny_config, ragge
     assert (stock[0].inter_matrix(form="csr") != compact[0].inter_matrix(form="csr")).nnz == 0
 
 
+@pytest.mark.parametrize("filters", [
+    {"user_inter_num_interval": "[0,10]", "item_inter_num_interval": None},
+    {"user_inter_num_interval": "(7,9];[11,inf)", "item_inter_num_interval": "[8,inf)"},  # rounds of k-core
+    {"user_inter_num_interval": "[0,12]", "item_inter_num_interval": "[14,inf)"},
+])
+def test_loading_filtering_and_ids_are_recboles(tiny_config, tmp_path, filters):
+    data = write_tiny_dataset(str(tmp_path / "larger"), n_users=120, n_items=60)
+    config = _config(tiny_config, data_path=data, **filters)
+    stock, compact = create_dataset(config), CompactSequentialDataset(config)
+    for field in ("user_id", "item_id"):
+        assert list(compact.field2id_token[field]) == list(stock.field2id_token[field])
+        assert compact.field2token_id[field] == stock.field2token_id[field]
+    stock_parts, compact_parts = stock.build(), compact.build()
+    assert len(create_dataset(_config(tiny_config, data_path=data))) > len(stock)  # the filters removed some
+    for stock_part, compact_part in zip(stock_parts, compact_parts):
+        everything = torch.arange(len(stock_part))
+        _assert_same_interaction(stock_part[everything], compact_part[everything])
+
+
 def test_storage_does_not_grow_with_the_history_length(tiny_config):
     def stored_values(max_length):
         parts = CompactSequentialDataset(_config(tiny_config, MAX_ITEM_LIST_LENGTH=max_length)).build()
