@@ -40,24 +40,31 @@ class CompactInteraction(Interaction):
     samples' own columns (user, target, its time, history length, ``HISTORY_START``), whose list
     fields are gathered from the flat arrays when they are read. Indexing it (a batch, a slice)
     gives a plain ``Interaction`` with the list fields; reading a list field by name gives the
-    whole column, as RecBole's augmented rows hold it."""
+    whole column, as RecBole's augmented rows hold it.
 
-    def __init__(self, columns, flat_fields, list_suffix, length_field, max_length):
+    Integer columns are stored as 32-bit when their values fit (``wide`` holds the type RecBole
+    gives them, and everything read is in that type): half the memory of RecBole's 64-bit ids."""
+
+    def __init__(self, columns, flat_fields, list_suffix, length_field, max_length, wide):
         super().__init__(columns)
         self.flat_fields = flat_fields  # field -> the field's values of every interaction, sorted
         self.list_suffix = list_suffix
         self.length_field = length_field
         self.max_length = max_length
+        self.wide = wide  # field -> the dtype it is read as, for the fields stored narrower
         self.list_fields = {field + list_suffix: field for field in flat_fields}
+
+    def _read(self, field, values):
+        return values.to(self.wide[field]) if field in self.wide else values
 
     def _histories(self, start, length):
         """Each flat field's histories of the samples starting at ``start`` with ``length``."""
         offsets = torch.arange(self.max_length, device=start.device)
         inside = offsets.unsqueeze(0) < length.unsqueeze(1)  # [B, L]
-        position = torch.where(inside, start.unsqueeze(1) + offsets, torch.zeros_like(offsets))
+        position = torch.where(inside, start.unsqueeze(1).long() + offsets, torch.zeros_like(offsets))
         lists = {}
         for list_field, field in self.list_fields.items():
-            values = self.flat_fields[field][position]
+            values = self._read(field, self.flat_fields[field][position])
             padding = ~inside.view(*inside.shape, *[1] * (values.dim() - 2))
             lists[list_field] = values.masked_fill(padding, 0)
         return lists
@@ -66,12 +73,14 @@ class CompactInteraction(Interaction):
         if isinstance(index, str):
             if index in self.list_fields:
                 return self._histories(self.interaction[HISTORY_START], self.interaction[self.length_field])[index]
-            return self.interaction[index]
+            return self._read(index, self.interaction[index])
         if isinstance(index, (int, np.integer)):  # one sample: scalars, as RecBole's Interaction gives
             return Interaction({field: column[0] for field, column in self[[int(index)]].interaction.items()})
         rows = {field: column[_as_index(index)] for field, column in self.interaction.items()}
         start = rows.pop(HISTORY_START)
-        rows.update(self._histories(start, rows[self.length_field]))
+        length = rows[self.length_field]
+        rows = {field: self._read(field, column) for field, column in rows.items()}
+        rows.update(self._histories(start, length))
         return Interaction(rows)
 
     def __contains__(self, item):
@@ -85,7 +94,18 @@ class CompactInteraction(Interaction):
         """The samples at ``index`` (an int64 array), still compact."""
         index = torch.from_numpy(np.asarray(index, dtype=np.int64))
         return CompactInteraction({field: column[index] for field, column in self.interaction.items()},
-                                  self.flat_fields, self.list_suffix, self.length_field, self.max_length)
+                                  self.flat_fields, self.list_suffix, self.length_field, self.max_length, self.wide)
+
+
+def _narrow(columns):
+    """``columns`` with each 64-bit integer column that fits stored as 32-bit, and the type
+    each such column is read as."""
+    wide = {}
+    for field, column in columns.items():
+        if column.dtype == torch.int64 and column.dim() == 1 and (
+                not len(column) or (column.min() >= -2**31 and column.max() < 2**31)):
+            columns[field], wide[field] = column.to(torch.int32), torch.int64
+    return columns, wide
 
 
 class CompactSequentialDataset(SequentialDataset):
@@ -186,8 +206,10 @@ class CompactSequentialDataset(SequentialDataset):
         columns[HISTORY_START] = targets - length
         # Every field but the user's, once per interaction: what the list fields are gathered from.
         flat_fields = {field: column for field, column in self.inter_feat.interaction.items() if field != self.uid_field}
+        columns, wide = _narrow(columns)
+        flat_fields, flat_wide = _narrow(flat_fields)
         self.inter_feat = CompactInteraction(columns, flat_fields, self.config["LIST_SUFFIX"],
-                                             self.item_list_length_field, self.max_item_list_len)
+                                             self.item_list_length_field, self.max_item_list_len, {**flat_wide, **wide})
 
     def leave_one_out(self, group_by, leave_one_mode):
         """RecBole's leave-one-out split, the same parts in the same order, without its Python loop
@@ -212,12 +234,13 @@ class CompactSequentialDataset(SequentialDataset):
             raise ValueError("dataset does not exist uid/iid, thus can not converted to sparse matrix.")
         feat = self.inter_feat
         first = feat[self.item_list_length_field] == 1
-        starts = feat.interaction[HISTORY_START][first]
+        starts = feat.interaction[HISTORY_START][first].long()
         merged = {}
-        for field, column in feat.interaction.items():
+        for field in feat.interaction:
             if field in (HISTORY_START, self.item_list_length_field):
                 continue
-            extra = feat.flat_fields[field][starts] if field in feat.flat_fields else column[first]
+            column = feat[field]
+            extra = feat._read(field, feat.flat_fields[field][starts]) if field in feat.flat_fields else column[first]
             merged[field] = torch.cat([column, extra])
         return self._create_sparse_matrix(Interaction(merged), self.uid_field, self.iid_field, form, value_field)
 

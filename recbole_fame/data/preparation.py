@@ -11,12 +11,13 @@ import os
 from logging import getLogger
 
 import recbole.data.dataset
-from recbole.data import create_dataset, data_preparation
+from recbole.data import create_dataset, create_samplers, data_preparation, get_dataloader
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.utils import ModelType
 
 from recbole_fame.data.cache import recbole_caches
 from recbole_fame.data.compact import CompactSequentialDataset
+from recbole_fame.data.compact_loader import CompactTrainDataLoader
 from recbole_fame.data.history import history_excluding_dataloaders
 from recbole_fame.data.inter_file import check_interaction_file
 from recbole_fame.data.length_groups import LengthSortedEvalDataLoader, uses_length_groups
@@ -54,12 +55,31 @@ def check_dataset_files(config):
 def prepare_data(config):
     """``(dataset, train_data, valid_data, test_data)`` for ``config``."""
     check_dataset_files(config)
-    with recbole_caches(config):  # no pickle is read unless asked for and written by this project
-        dataset = CompactSequentialDataset(config) if uses_compact_sequences(config) else create_dataset(config)
-        getLogger().info(dataset)
-        train_data, valid_data, test_data = data_preparation(config, dataset)
+    if uses_compact_sequences(config):
+        dataset, train_data, valid_data, test_data = _compact_data(config)
+    else:
+        with recbole_caches(config):  # no pickle is read unless asked for and written by this project
+            dataset = create_dataset(config)
+            getLogger().info(dataset)
+            train_data, valid_data, test_data = data_preparation(config, dataset)
     valid_data, test_data = (_length_sorted(config, data) for data in (valid_data, test_data))
     return (dataset, *history_excluding_dataloaders(config, train_data, valid_data, test_data))
+
+
+def _compact_data(config):
+    """RecBole's ``create_dataset`` + ``data_preparation`` for a compact dataset: its split, its
+    samplers and evaluation loaders, and the training loader that keeps no list of the samples.
+    RecBole's caches are not used: the compact dataset is built faster than it is unpickled."""
+    if any(config[key] for key in ("save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path")):
+        getLogger().info("compact_sequences: RecBole's dataset and dataloader caches are not used (the data is built instead)")
+    dataset = CompactSequentialDataset(config)
+    getLogger().info(dataset)
+    parts = dataset.build()
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, parts)
+    train_data = CompactTrainDataLoader(config, parts[0], train_sampler, shuffle=config["shuffle"])
+    valid_data = get_dataloader(config, "valid")(config, parts[1], valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, parts[2], test_sampler, shuffle=False)
+    return dataset, train_data, valid_data, test_data
 
 
 def uses_compact_sequences(config):

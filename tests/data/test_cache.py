@@ -5,6 +5,8 @@ import logging
 import os
 import pickle
 
+import pytest
+
 from recbole_fame.config import Config
 from recbole_fame.data import prepare_data
 from recbole_fame.data.cache import dataset_cache_file, loaders_cache_file
@@ -34,7 +36,9 @@ def test_the_planted_pickle_would_run(tmp_path):
     assert (tmp_path / "ran").is_dir()
 
 
-def test_pickles_where_recbole_looks_are_not_loaded(tiny_config, tmp_path, caplog):
+@pytest.mark.parametrize("compact", [False, True])
+def test_pickles_where_recbole_looks_are_not_loaded(tiny_config, tmp_path, caplog, compact):
+    tiny_config = {**tiny_config, "compact_sequences": compact}  # the compact path builds, never reads
     config = Config(model="SASRec", dataset="tiny", config_dict=tiny_config)
     plant(dataset_cache_file(config), tmp_path / "ran-dataset")
     plant(loaders_cache_file(config), tmp_path / "ran-loaders")
@@ -50,6 +54,8 @@ def test_pickles_where_recbole_looks_are_not_loaded(tiny_config, tmp_path, caplo
                         config_dict={**tiny_config, "dataset_save_path": planted_elsewhere,
                                      "dataloaders_save_path": planted_elsewhere}))
     assert not any(name.startswith("ran") for name in os.listdir(tmp_path))
+    if compact:
+        return
     assert f"Not reading {dataset_cache_file(config)}: caches are off" in caplog.text
     assert f"Not reading {planted_elsewhere}: it has no valid signature of recbole-fame" in caplog.text
 
@@ -84,7 +90,8 @@ def test_caches_this_project_wrote_are_read_and_tampered_ones_are_not(tiny_confi
 
 
 def test_the_signing_key_is_the_users_alone(tiny_config, tmp_path):
-    prepare_data(Config(model="SASRec", dataset="tiny", config_dict={**tiny_config, "save_dataloaders": True}))
+    prepare_data(Config(model="SASRec", dataset="tiny",
+                        config_dict={**tiny_config, "save_dataloaders": True, "compact_sequences": False}))
     key = tmp_path / "cache" / "recbole-fame" / "cache-signing-key"
     assert key.is_file() and oct(key.stat().st_mode & 0o777) == "0o600" and len(key.read_bytes()) == 32
 
