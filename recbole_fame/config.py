@@ -83,6 +83,26 @@ def read_config_file(path, loader):
     return settings
 
 
+# Pipeline keys left at ~ (None) take the value measured to help on the run's device type
+# (docs/speed.md): the CPU speedups are off on a GPU, where length_groups made epochs slower.
+DEVICE_DEFAULTS = {
+    "fast_layers": {"cpu": True, "cuda": False},
+    "length_groups": {"cpu": 4, "cuda": 1},
+}
+
+
+def resolve_device_defaults(settings):
+    """Set each ``DEVICE_DEFAULTS`` key that ``settings`` (a config dict with ``device``) leaves
+    at None to its device type's value; returns ``{key: value}`` of what was chosen, to log."""
+    device = settings.get("device")
+    kind = getattr(device, "type", str(device or "cpu")).split(":")[0]
+    chosen = {}
+    for key, by_device in DEVICE_DEFAULTS.items():
+        if key in settings and settings[key] is None:
+            settings[key] = chosen[key] = by_device.get(kind, by_device["cpu"])
+    return chosen
+
+
 class Config(RecBoleConfig):
     """RecBole's ``Config`` that also knows the plugin's models by name (``model='FAME'``), resolves
     ``config_file_list`` names against ``properties/`` (``fame.yaml``), and applies the protocol of
@@ -134,8 +154,10 @@ class Config(RecBoleConfig):
 
     def _init_device(self):
         if "local_rank" not in self.final_config_dict:
-            return super()._init_device()  # one process: RecBole's own device choice
-        join_process_group(self.final_config_dict)
+            super()._init_device()  # one process: RecBole's own device choice
+        else:
+            join_process_group(self.final_config_dict)
+        self.device_choices = resolve_device_defaults(self.final_config_dict)
 
     def _set_default_parameters(self):
         # RecBole always reads ml-100k from its bundled copy, whatever data_path says; a data_path

@@ -90,6 +90,10 @@ def run(
     check_config(config)
     _RUN["checkpoint_dir"] = config["checkpoint_dir"]
     _start(config)
+    choices = getattr(config, "device_choices", {})
+    if choices:
+        getLogger().info(", ".join(f"{key}={value}" for key, value in choices.items())
+                         + f": the defaults for {config['device'].type} (set a key to force it)")
     for warning in unknown_key_warnings(config, [PROPERTIES_DIR]):
         getLogger().warning(warning)
     data = prepare_data(config)[1:]

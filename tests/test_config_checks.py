@@ -186,3 +186,24 @@ def test_run_fame_ends_with_one_line_and_no_traceback(tmp_path, args, message):
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(message)
     assert not (tmp_path / "saved").exists()
+
+
+def test_speed_keys_left_unset_follow_the_device(tiny_config, caplog):
+    import logging
+
+    import torch
+
+    from recbole_fame.config import resolve_device_defaults
+
+    settings = {"device": torch.device("cuda:0"), "fast_layers": None, "length_groups": None}
+    assert resolve_device_defaults(settings) == {"fast_layers": False, "length_groups": 1}
+    assert settings["fast_layers"] is False and settings["length_groups"] == 1
+    forced = {"device": torch.device("cuda"), "fast_layers": True, "length_groups": 4}
+    assert resolve_device_defaults(forced) == {} and forced["length_groups"] == 4  # a user's value stays
+    on_cpu = Config(model="SASRec", dataset="tiny", config_dict=tiny_config)
+    assert (on_cpu["fast_layers"], on_cpu["length_groups"]) == (True, 4)
+    assert on_cpu.device_choices == {"fast_layers": True, "length_groups": 4}
+    assert Config(model="SASRec", dataset="tiny", config_dict={**tiny_config, "length_groups": 1})["length_groups"] == 1
+    caplog.set_level(logging.INFO)
+    run(model="SASRec", dataset="tiny", config_dict={**tiny_config, "epochs": 1, "state": "INFO"})
+    assert "fast_layers=True, length_groups=4: the defaults for cpu (set a key to force it)" in caplog.text

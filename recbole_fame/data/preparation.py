@@ -20,13 +20,16 @@ from recbole_fame.data.compact import CompactSequentialDataset
 from recbole_fame.data.compact_loader import CompactTrainDataLoader
 from recbole_fame.data.history import history_excluding_dataloaders
 from recbole_fame.data.inter_file import check_interaction_file
+from recbole_fame.data.memory_estimate import check_fits
 from recbole_fame.data.length_groups import LengthSortedEvalDataLoader, uses_length_groups
 
 
 def check_dataset_files(config):
     """Raise FileNotFoundError naming the folder searched when a dataset's interaction file is
-    absent, and :class:`~recbole_fame.data.inter_file.DataFileError` naming the file, line and
-    field when one of its rows is malformed or incomplete.
+    absent, :class:`~recbole_fame.data.inter_file.DataFileError` naming the file, line and
+    field when one of its rows is malformed or incomplete, and
+    :class:`~recbole_fame.data.memory_estimate.NotEnoughMemory` when a sequential dataset would
+    not fit the memory available.
 
     RecBole itself would try to download the dataset (this project's machines have no network)
     or fail with a bare "File ... not exist", and would fill missing values in.
@@ -48,8 +51,10 @@ def check_dataset_files(config):
             f"--out={os.path.dirname(os.path.abspath(folder))}"
             + (" (without data_path, ml-100k is RecBole's bundled copy)" if token == "ml-100k" else "")
         )
-    for name in names:
-        check_interaction_file(os.path.join(folder, name), config)
+    interactions = sum(check_interaction_file(os.path.join(folder, name), config) for name in names)
+    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        check_fits(os.path.join(folder, names[0]), interactions, config["MAX_ITEM_LIST_LENGTH"],
+                   compact=uses_compact_sequences(config, quiet=True))
 
 
 def prepare_data(config):
@@ -82,7 +87,7 @@ def _compact_data(config):
     return dataset, train_data, valid_data, test_data
 
 
-def uses_compact_sequences(config):
+def uses_compact_sequences(config, quiet=False):
     """Whether ``config``'s samples are stored compactly (:mod:`recbole_fame.data.compact`): with
     ``compact_sequences`` on, for every model RecBole gives its plain ``SequentialDataset``
     (FAME, SASRec, GRU4Rec, CORE, ...), not for models with a dataset class of their own or
@@ -91,6 +96,8 @@ def uses_compact_sequences(config):
         return False
     own_class = hasattr(recbole.data.dataset, config["model"] + "Dataset")
     if own_class or config["benchmark_filename"]:
+        if quiet:
+            return False
         reason = f"RecBole's {config['model']}Dataset" if own_class else "benchmark_filename"
         getLogger().info(f"compact_sequences: {config['model']} keeps RecBole's augmented rows ({reason})")
         return False

@@ -3,6 +3,7 @@ samples in the same order in every split, the same batches, the same metrics and
 memory that does not grow with MAX_ITEM_LIST_LENGTH."""
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -153,3 +154,22 @@ def test_models_with_a_dataset_of_their_own_keep_recboles_rows(tiny_config, capl
     config = _config(tiny_config, model="DIEN", load_col={"inter": ["user_id", "item_id", "timestamp", "label"]})
     assert not uses_compact_sequences(config)
     assert "compact_sequences: DIEN keeps RecBole's augmented rows (RecBole's DIENDataset)" in caplog.text
+
+
+def test_a_dataset_too_large_for_the_memory_stops_before_it_is_built(tiny_config, tiny_data, monkeypatch):
+    from recbole_fame.data import memory_estimate
+    from recbole_fame.data.memory_estimate import NotEnoughMemory
+
+    with open(os.path.join(tiny_data, "tiny", "tiny.inter")) as f:
+        interactions = len(f.readlines()) - 1
+    stock_need = interactions * (10 * 24 + 100)
+    monkeypatch.setattr(memory_estimate, "available_bytes", lambda: stock_need - 1)
+    with pytest.raises(NotEnoughMemory, match=rf"tiny.inter: {interactions} interactions at MAX_ITEM_LIST_LENGTH=10 need about "
+                                              r".* GiB to prepare \(RecBole's storage\), and this machine has .* GiB "
+                                              r"available: set compact_sequences: True"):
+        prepare_data(_config(tiny_config, compact_sequences=False))
+    prepare_data(_config(tiny_config))  # the compact storage needs less
+    monkeypatch.setattr(memory_estimate, "available_bytes", lambda: 1000)
+    with pytest.raises(NotEnoughMemory, match="compact's storage"):
+        run(model="SASRec", dataset="tiny", config_dict=tiny_config)
+    assert not os.path.exists(tiny_config["checkpoint_dir"])
