@@ -26,10 +26,10 @@ with ``--cell``) so that its peak resident memory (``ru_maxrss``) is its own:
   timed steps through the trainer's own ``_train_epoch`` (so a step is exactly a training step:
   loader, ``length_groups``, loss, backward, optimizer); steps per second and peak resident memory.
 
-``--paths stock`` is the pipeline as it is (``compact_sequences: False``: RecBole's
-``SequentialDataset``, every training prefix a padded row); ``--paths compact`` sets
-``compact_sequences: True``; a compact cell fails (and is recorded so, with its error) while this
-tree has no such key or when the key leaves RecBole's padded rows in place. A stock cell whose
+``--paths stock`` is RecBole's storage (``compact_sequences: False``: its ``SequentialDataset``,
+every training prefix a padded row); ``--paths compact`` is the compact one
+(``compact_sequences: True``, :mod:`recbole_fame.data.compact`); a compact cell that still holds
+RecBole's padded rows fails (and is recorded so, with its error). A stock cell whose
 estimated memory (:func:`estimate_stock_gib`) is above ``--max_gib`` is skipped; any child whose
 resident memory passes ``--max_gib`` is killed by the parent's watchdog (``/proc/<pid>/status``),
 and one running longer than ``--cell_timeout`` too. Models use the settings of

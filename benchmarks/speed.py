@@ -4,6 +4,7 @@
     python benchmarks/speed.py --dataset=beauty --raw=../shared/datasets/Beauty.txt --reps=3
     python benchmarks/speed.py --dataset=ml-100k --reps=5 --pipelines stock length_groups
     python benchmarks/speed.py --dataset=ml-100k --reps=5 --pipelines stock length_groups --keep_freed_memory
+    python benchmarks/speed.py --dataset=ml-100k --reps=3 --skip_steps --baseline length_groups --pipelines compact
 
 Everything runs in one process, interleaved, ``--reps`` times; the table reports medians with
 min-max. Two parts:
@@ -13,12 +14,13 @@ min-max. Two parts:
    ratios against SASRec under the same layers. ``stock layers`` is RecBole as shipped (with the
    anomaly detection its ``sine.py`` switches on); ``fast layers`` is this project's
    (``recbole_fame.compat`` + ``fast_layers``).
-2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N), in three
+2. Whole training epoch and full-sort validation, for SASRec and FAME (H, N), in four
    pipelines: ``stock`` (RecBole's loaders, layers and trainer, as shipped), ``fast_layers`` only,
-   and ``fast_layers + length_groups`` (this project's default: RecBole's batches computed in up
-   to 4 length groups, evaluation batches sorted and trimmed), with ratios against stock.
-   ``--pipelines`` picks some of them (``stock`` always runs: every ratio is against it), so that
-   more repetitions of the ones in question fit in a session.
+   ``fast_layers + length_groups`` (RecBole's batches computed in up to 4 length groups,
+   evaluation batches sorted and trimmed: the CPU default before the compact storage), and
+   ``compact`` (the same with ``compact_sequences``: this project's CPU default), with ratios
+   against ``--baseline`` (stock by default). ``--pipelines`` picks some of them (the baseline
+   always runs), so that more repetitions of the ones in question fit in a session.
 
 ``--keep_freed_memory`` applies the config key of that name before anything runs. glibc's
 thresholds are process-wide, so it then holds for every pipeline, stock included: the ratios
@@ -51,11 +53,12 @@ from recbole_fame.trainer import get_trainer
 from recbole_fame.trainer.memory import keep_freed_memory
 
 
-# Pipelines of the epoch part: name as printed, (fast_layers, length_groups).
+# Pipelines of the epoch part: name as printed, (fast_layers, length_groups, compact_sequences).
 PIPELINES = {
-    "stock": ("stock", (False, 1)),
-    "fast_layers": ("fast_layers", (True, 1)),
-    "length_groups": ("fast_layers + length_groups", (True, 4)),
+    "stock": ("stock", (False, 1, False)),
+    "fast_layers": ("fast_layers", (True, 1, False)),
+    "length_groups": ("fast_layers + length_groups", (True, 4, False)),
+    "compact": ("fast_layers + length_groups + compact_sequences", (True, 4, True)),
 }
 
 
@@ -69,8 +72,11 @@ def build_parser():
     parser.add_argument("--eval_reps", type=int, default=3,
                         help="full-sort validations timed after each epoch (they are short)")
     parser.add_argument("--skip_epochs", action="store_true", help="only the training-step part")
+    parser.add_argument("--skip_steps", action="store_true", help="only the epoch part")
     parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
-                        help="pipelines of the epoch part (stock always runs)")
+                        help="pipelines of the epoch part (the baseline always runs)")
+    parser.add_argument("--baseline", choices=list(PIPELINES), default="stock",
+                        help="the pipeline every epoch ratio is against (default: stock)")
     parser.add_argument("--keep_freed_memory", action="store_true",
                         help="glibc's thresholds fixed for the whole process (every pipeline)")
     parser.add_argument("--out")
@@ -145,34 +151,8 @@ def fmt(values, digits=3):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def main():
-    args = parse_args()
-    out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
-    check_report_out(out, __file__, args.overwrite)
-    command = prepare_raw_data(args)
-    if args.keep_freed_memory and not keep_freed_memory():
-        raise SystemExit("--keep_freed_memory: glibc's mallopt is not available or refused the thresholds")
-    settings = {**data_settings(args), "show_progress": False, "state": "WARNING",
-                "n_heads": args.n_heads, "pretrain": False, "length_groups": 1}
-    fame = f"FAME H={args.n_heads} N={args.n_experts}"
-    fame32 = f"FAME H={args.n_heads} N=32"
-    specs = {"SASRec": ("SASRec", {}), fame: ("FAME", {"n_experts": args.n_experts}),
-             fame32: ("FAME", {"n_experts": 32})}
-
-    pipelines = dict(PIPELINES[key] for key in PIPELINES if key == "stock" or key in args.pipelines)
-    data = {}
-    for fast, groups in pipelines.values():
-        config = Config(model="SASRec", dataset=args.dataset, config_dict={**settings, "length_groups": groups})
-        init_seed(config["seed"], config["reproducibility"])
-        data[groups] = prepare_data(config)[1:]
-    train_stock = data[1][0]
-    batches = []
-    for batch in train_stock:
-        batches.append(batch)
-        if len(batches) == args.steps + 1:
-            break
-
-    # Part 1: training steps on the same padded batches.
+def training_step_table(args, specs, settings, train_stock, batches):
+    """Part 1: training steps on the same padded batches, as table lines."""
     steps = {}
     for name, (model_name, extra) in specs.items():
         for fast in (False, True):
@@ -193,12 +173,6 @@ def main():
     torch.autograd.set_detect_anomaly(False)
 
     lines = [
-        f"`{command}`",
-        "",
-        f"Dataset `{args.dataset}`, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        "batch 256, hidden 64, 2 layers, max length 50, CE loss. Medians (min-max) of "
-        f"{args.reps} interleaved repetitions."
-        + (" `keep_freed_memory` applied to the whole process (stock included)." if args.keep_freed_memory else ""),
         "",
         f"### Training step ({args.steps} batches of RecBole's loader, padded to 50)",
         "",
@@ -214,15 +188,58 @@ def main():
             f"{median / stock:.2f} | {memory[(name, fast)]:.0f} | "
             f"{memory[(name, fast)] / memory[('SASRec', fast)]:.2f} |"
         )
+    return lines
+
+
+def main():
+    args = parse_args()
+    out = args.out or os.path.join("results", f"speed-{args.dataset}.md")
+    check_report_out(out, __file__, args.overwrite)
+    command = prepare_raw_data(args)
+    if args.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit("--keep_freed_memory: glibc's mallopt is not available or refused the thresholds")
+    settings = {**data_settings(args), "show_progress": False, "state": "WARNING",
+                "n_heads": args.n_heads, "pretrain": False, "length_groups": 1}
+    fame = f"FAME H={args.n_heads} N={args.n_experts}"
+    fame32 = f"FAME H={args.n_heads} N=32"
+    specs = {"SASRec": ("SASRec", {}), fame: ("FAME", {"n_experts": args.n_experts}),
+             fame32: ("FAME", {"n_experts": 32})}
+
+    pipelines = dict(PIPELINES[key] for key in PIPELINES if key == args.baseline or key in args.pipelines)
+    baseline = PIPELINES[args.baseline][0]
+    data = {}
+    for fast, groups, compact in {**pipelines, "stock": PIPELINES["stock"][1]}.values():
+        config = Config(model="SASRec", dataset=args.dataset,
+                        config_dict={**settings, "length_groups": groups, "compact_sequences": compact})
+        init_seed(config["seed"], config["reproducibility"])
+        data[(groups, compact)] = prepare_data(config)[1:]
+    train_stock = data[(1, False)][0]
+    batches = []
+    for batch in train_stock:
+        batches.append(batch)
+        if len(batches) == args.steps + 1:
+            break
+
+    lines = [
+        f"`{command}`",
+        "",
+        f"Dataset `{args.dataset}`, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        "batch 256, hidden 64, 2 layers, max length 50, CE loss. Medians (min-max) of "
+        f"{args.reps} interleaved repetitions."
+        + (" `keep_freed_memory` applied to the whole process (stock included)." if args.keep_freed_memory else ""),
+    ]
+    if not args.skip_steps:
+        lines += training_step_table(args, specs, settings, train_stock, batches)
 
     if not args.skip_epochs:
         # Part 2: whole epochs and full-sort validation, stock pipeline against this project's.
         epochs = {}
         for name in ("SASRec", fame):
             model_name, extra = specs[name]
-            for pipeline, (fast, groups) in pipelines.items():
-                epochs[(name, pipeline)] = build(model_name, args.dataset, settings, data[groups][0],
-                                                 fast_layers=fast, length_groups=groups, **extra)
+            for pipeline, (fast, groups, compact) in pipelines.items():
+                epochs[(name, pipeline)] = build(model_name, args.dataset, settings, data[(groups, compact)][0],
+                                                 fast_layers=fast, length_groups=groups,
+                                                 compact_sequences=compact, **extra)
         times = {key: {"epoch": [], "eval": []} for key in epochs}
         for rep in range(args.reps):
             # One pipeline at a time, SASRec and FAME back to back, the first of the two alternating
@@ -231,8 +248,8 @@ def main():
             order = ("SASRec", fame) if rep % 2 == 0 else (fame, "SASRec")
             for pipeline, name in ((pipeline, name) for pipeline in pipelines for name in order):
                 trainer = epochs[(name, pipeline)]
-                fast, groups = pipelines[pipeline]
-                train_data, valid_data, _ = data[groups]
+                fast, groups, compact = pipelines[pipeline]
+                train_data, valid_data, _ = data[(groups, compact)]
                 torch.autograd.set_detect_anomaly(not fast)
                 start = time.perf_counter()
                 trainer._train_epoch(train_data, rep)
@@ -253,14 +270,15 @@ def main():
             f"alternating by repetition. Validation: {args.eval_reps} timings after each epoch, "
             "median and range over all.",
             "",
-            "| model | pipeline | train epoch s | / stock, same model | / SASRec, same pipeline | valid eval s | / stock | / SASRec |",
+            f"| model | pipeline | train epoch s | / {baseline}, same model | / SASRec, same pipeline | valid eval s "
+            f"| / {baseline} | / SASRec |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for (name, pipeline), measured in times.items():
             cells = []
             for kind in ("epoch", "eval"):
                 median = statistics.median(measured[kind])
-                stock = statistics.median(times[(name, "stock")][kind])
+                stock = statistics.median(times[(name, baseline)][kind])
                 sasrec = statistics.median(times[("SASRec", pipeline)][kind])
                 cells += [fmt(measured[kind], 2), f"{median / stock:.2f}", f"{median / sasrec:.2f}"]
             lines.append(f"| {name} | {pipeline} | " + " | ".join(cells) + " |")
