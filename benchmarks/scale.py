@@ -3,7 +3,7 @@
     python benchmarks/scale.py --generate_only --scales 0.015625
     python benchmarks/scale.py --scales 0.125 0.25 0.5 1 --lengths 50 200
     python benchmarks/scale.py --scales 1 --lengths 50 200 --paths compact --steps 2000
-    python benchmarks/scale.py --scales 0.002 --lengths 50 --paths stock --models SASRec --steps 5 --out /tmp/scale-test.md
+    python benchmarks/scale.py --scales 0.002 --lengths 50 --paths stock --models SASRec --steps 5 --out scale-test.md
 
 Data (issue 45, point 5): ``n_users = round(138,493 * scale)`` users, each with a log-normal
 history length (at least 20, mean about 144 as MovieLens-20M's 20,000,263 ratings / 138,493
@@ -646,6 +646,26 @@ def _number(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def shown_cache(cache):
+    """``cache`` relative to the repository when it lies inside it, else None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    relative = os.path.relpath(os.path.abspath(cache), root)
+    return None if relative.startswith(os.pardir) else relative
+
+
+def without_option(words, option):
+    """``words`` (a command line) without ``option`` and its value (``--x v`` or ``--x=v``)."""
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == option:
+            skip = True
+        elif not word.startswith(option + "="):
+            kept.append(word)
+    return kept
+
+
 def report(command, args, data, cells):
     """The markdown report: command, machine, generator, datasets, then one row per cell."""
     measured = next((cell for cell in cells if "torch" in cell), {})
@@ -664,7 +684,10 @@ def report(command, args, data, cells):
         f"round(LogNormal(mu={params['mu']}, sigma={params['sigma']})) clipped to [{params['min_history']}, "
         f"{params['max_history']}] (mean {params['mean_history']}), items drawn without repetition per user with "
         f"popularity (rank + {params['zipf_offset']})^-{params['zipf_exponent']} over {params['n_items']:,} items, "
-        f"timestamps increasing per user, then {params['core']}-core. Cached under `{args.cache}`.",
+        f"timestamps increasing per user, then {params['core']}-core. "
+        + (f"Cached under `{shown_cache(args.cache)}`." if shown_cache(args.cache) else
+           "Cached in a folder outside the repository (`--cache`, left out of the command above: where the "
+           "data is cached changes no figure)."),
         "",
         "| scale | users | interactions | items | mean history | generated in s |",
         "|---|---|---|---|---|---|",
@@ -717,6 +740,8 @@ def main(argv=None):
         check_report_out(args.out, __file__, args.overwrite)
         check_report_out(json_out(args.out), __file__, args.overwrite)
     words = sys.argv if argv is None else [BENCHMARK, *argv]
+    if shown_cache(args.cache) is None:  # the report names no folder outside the repository
+        words = without_option(words, "--cache")
     command = " ".join(["python"] + [shlex.quote(word) for word in words])  # as data_args.prepare_raw_data
     data = {}
     for scale in args.scales:
