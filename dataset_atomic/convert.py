@@ -3,6 +3,13 @@
     python dataset_atomic/convert.py sequences ../shared/datasets/Beauty.txt --name=beauty
     python dataset_atomic/convert.py movielens path/to/ml-20m/ratings.csv --name=ml-20m
     python dataset_atomic/convert.py amazon path/to/reviews.json --name=sports
+    python dataset_atomic/convert.py benchmark ../shared/datasets/Scientific --name=Scientific
+    python dataset_atomic/convert.py json ../shared/datasets/Office --name=Office
+
+benchmark (RecBole benchmark files split by leave-one-out, with <name>.text) and json (the
+<name>.inter.json / <name>.item.json pair) also write <name>.item with the items' text
+(recbole_fame/data/text_datasets.py); dataset_atomic/merge.py joins such datasets for
+MIRACLE's pre-training.
 
 Then: python run_fame.py --dataset=<name> --config_files=fame.yaml
 
@@ -15,6 +22,7 @@ import argparse
 import sys
 
 from recbole_fame.data.converters import ConversionError, convert
+from recbole_fame.data.text_datasets import convert_text_dataset
 
 
 def build_parser():
@@ -22,8 +30,8 @@ def build_parser():
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    parser.add_argument("source", choices=["sequences", "movielens", "amazon"])
-    parser.add_argument("input", help="the raw file")
+    parser.add_argument("source", choices=["sequences", "movielens", "amazon", "benchmark", "json"])
+    parser.add_argument("input", help="the raw file (benchmark, json: the dataset folder)")
     parser.add_argument(
         "--name", required=True,
         help="dataset name (letters, digits, '-', '_', '.'): writes <out>/<name>/<name>.inter",
@@ -37,10 +45,14 @@ def build_parser():
 def main():
     args = build_parser().parse_args()
     try:
-        path, count = convert(args.source, args.input, args.out, args.name, args.min_core, args.overwrite)
+        if args.source in ("benchmark", "json"):
+            path, count, items = convert_text_dataset(args.source, args.input, args.out, args.name, args.overwrite)
+        else:
+            path, count = convert(args.source, args.input, args.out, args.name, args.min_core, args.overwrite)
     except (ConversionError, OSError) as exc:  # OSError: a missing input, a folder not writable
         sys.exit(_one_line(exc))
-    print(f"wrote {count} interactions to {path}")
+    print(f"wrote {count} interactions to {path}" + (f" and the text of {items} items beside it" if args.source in (
+        "benchmark", "json") else ""))
 
 
 def _one_line(exc):

@@ -98,7 +98,7 @@ def _topk(value):
 
 # Keys of RecBole and of this pipeline that mean the same in every model that reads them.
 COMMON_CHECKS = {
-    "epochs": integer(1),
+    "epochs": integer(0),  # 0: evaluate the model as built (zero-shot)
     "train_batch_size": integer(1),
     "eval_batch_size": integer(1),
     "learning_rate": number(above=0),

@@ -237,6 +237,16 @@ def _run_stages(config, first_stage, data, saved, resume_file=None):
     return result
 
 
+def evaluate_as_built(trainer, valid_data, saved):
+    """``epochs: 0``: the model as built (a pre-trained MIRACLE, zero-shot) validated, and saved as
+    the run's checkpoint, as RecBole's ``fit`` would return and save it."""
+    getLogger().info(set_color("epochs: 0", "green") + ": no training; the model as built is evaluated")
+    if saved:
+        trainer._save_checkpoint(-1)
+    result = trainer.evaluate(valid_data, load_best_model=False, show_progress=trainer.config["show_progress"])
+    return result[trainer.valid_metric], result
+
+
 def train_and_test(
     config, train_data, valid_data, test_data, saved=True, resume_file=None, next_stage=None
 ):
@@ -271,13 +281,16 @@ def train_and_test(
         if trainer.cur_step == 0:  # early_stopping resets it exactly when validation improved
             best_epoch = epoch_idx
 
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data,
-        valid_data,
-        saved=saved,
-        show_progress=config["show_progress"],
-        callback_fn=note_best_epoch,
-    )
+    if config["epochs"] == 0:
+        best_valid_score, best_valid_result = evaluate_as_built(trainer, valid_data, saved)
+    else:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data,
+            valid_data,
+            saved=saved,
+            show_progress=config["show_progress"],
+            callback_fn=note_best_epoch,
+        )
     # Under DDP, before the best checkpoint is reloaded: did every rank end with the same weights?
     rank_checksums = None if config["single_spec"] else parameter_checksums(trainer.model)
     if rank_checksums and len(set(rank_checksums)) > 1:

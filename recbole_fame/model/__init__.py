@@ -1,7 +1,8 @@
-"""The plugin's models (FAME), found by name beside RecBole's, and built as the pipeline trains them.
+"""The plugin's models (FAME, MIRACLE), found by name beside RecBole's, and built as the pipeline trains them.
 
 One model per module, as in RecBole: :mod:`~recbole_fame.model.fame` (with its layers in
-:mod:`~recbole_fame.model.layers`); :mod:`~recbole_fame.model.fast_layers` holds the faster
+:mod:`~recbole_fame.model.layers`), :mod:`~recbole_fame.model.miracle` (with
+:mod:`~recbole_fame.model.capsules`); :mod:`~recbole_fame.model.fast_layers` holds the faster
 layers swapped into every model the pipeline builds (``fast_layers``).
 """
 
@@ -11,9 +12,10 @@ from recbole.utils import get_model as recbole_get_model
 
 from recbole_fame.model.fame import FAME
 from recbole_fame.model.fast_layers import use_fast_layers
+from recbole_fame.model.miracle import MIRACLE
 
 # Model name -> module inside recbole_fame.model, one model per module.
-PLUGIN_MODELS = {"FAME": "recbole_fame.model.fame"}
+PLUGIN_MODELS = {"FAME": "recbole_fame.model.fame", "MIRACLE": "recbole_fame.model.miracle"}
 
 
 def get_model(model_name):
@@ -44,4 +46,4 @@ def build_model(config, dataset, load_pretrained=True):
     return model
 
 
-__all__ = ["FAME", "PLUGIN_MODELS", "build_model", "get_model"]
+__all__ = ["FAME", "MIRACLE", "PLUGIN_MODELS", "build_model", "get_model"]

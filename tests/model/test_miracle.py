@@ -1,0 +1,220 @@
+"""MIRACLE: its equations on hand-checkable inputs, its stages, checkpoints and bad input."""
+
+import os
+
+import pytest
+import torch
+
+from helpers import first_batch, make_config, make_data, write_text_item_file
+
+from recbole_fame import quick_start
+from recbole_fame.checkpoint import CheckpointError
+from recbole_fame.model.capsules import (
+    SparseInterestCapsules,
+    activated_interests,
+    balance_loss,
+    interest_scores,
+    orthogonality_loss,
+    squash,
+)
+from recbole_fame.model.miracle import MIRACLE
+
+
+@pytest.fixture
+def miracle_config(tiny_config, tiny_data, stub_encoder):
+    write_text_item_file(tiny_data)
+    return {
+        **tiny_config,
+        "text_encoder": "stub",
+        "text_fields": ["movie_title"],
+        "hidden_size": 16,
+        "inner_size": 32,
+        "n_adaptor_experts": 3,
+        "n_capsules": 5,
+        "train_batch_size": 32,
+    }
+
+
+def build(base, **overrides):
+    config = make_config("MIRACLE", base, **overrides)
+    _, train_data, valid_data, _ = make_data(config)
+    return MIRACLE(config, train_data._dataset), config, train_data, valid_data
+
+
+def test_capsules_route_each_item_to_its_closest_capsule(miracle_config):
+    torch.manual_seed(0)
+    capsules = SparseInterestCapsules(8, 4, 6, noise=0.2, layer_norm_eps=1e-12, initializer_range=0.5).eval()
+    h = torch.randn(3, 6, 8)
+    valid = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] + [False] * 5])
+    u, active, s, activation = capsules(h, valid)
+
+    assert torch.equal(s, torch.einsum("bnd,cd->bnc", h, capsules.base_vectors))  # no noise in eval
+    assert torch.equal(activation, s.argmax(-1))
+    for b in range(3):
+        used = set(activation[b][valid[b]].tolist())
+        assert set(torch.nonzero(active[b]).flatten().tolist()) == used  # padding activates nothing
+        # Eq. 9-11 by hand: o over the valid positions, q, and each capsule's sum of o_i q_i.
+        positions = torch.arange(6)
+        e = capsules.attention_score(torch.tanh(capsules.attention_hidden(
+            h[b] + capsules.interest_position_embedding(positions)))).squeeze(-1)
+        o = torch.softmax(e[valid[b]], dim=0)
+        q = capsules.feature_LayerNorm(torch.tanh(capsules.feature(h[b])) + h[b])[valid[b]]
+        for j in range(4):
+            chosen = activation[b][valid[b]] == j
+            z = (o[chosen].unsqueeze(-1) * q[chosen]).sum(0)
+            torch.testing.assert_close(u[b, j], squash(z))
+            if j not in used:
+                assert torch.count_nonzero(u[b, j]) == 0
+
+
+def test_routing_updates_cannot_change_the_coupling():
+    """Eq. 12-14: with Eq. 8's -inf mask, any b gives the same one-hot c, so one pass is all routing."""
+    torch.manual_seed(1)
+    s = torch.randn(2, 5, 4)
+    activation = s.argmax(-1)
+    m = torch.full_like(s, float("-inf")).scatter_(-1, activation.unsqueeze(-1), 0.0)
+    b = s + 10 * torch.randn_like(s)  # b after any number of Eq. 14 updates
+    assert torch.equal(torch.softmax(s + m, -1), torch.softmax(b + m, -1))
+    assert torch.equal(torch.softmax(s + m, -1), torch.nn.functional.one_hot(activation, 4).float())
+
+
+def test_forced_activation_is_used():
+    torch.manual_seed(2)
+    capsules = SparseInterestCapsules(8, 4, 5, noise=0.0, layer_norm_eps=1e-12, initializer_range=0.5)
+    h, valid = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
+    forced = torch.zeros(2, 5, dtype=torch.long)
+    u, active, _, activation = capsules(h, valid, activation=forced)
+    assert torch.equal(activation, forced)
+    assert active[:, 0].all() and not active[:, 1:].any()
+
+
+def test_scores_are_the_max_over_activated_interests():
+    torch.manual_seed(3)
+    u = torch.randn(3, 6, 4)
+    active = torch.tensor([[1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1], [1, 1, 1, 0, 1, 1]], dtype=torch.bool)
+    x = torch.randn(7, 4)
+    interests, mask = activated_interests(u, active)
+    assert interests.shape == (3, 5, 4)  # K = the most any row activates, not C
+    scores = interest_scores(interests, mask, x)
+    for b in range(3):
+        expected = (u[b, active[b]] @ x.T).max(0).values
+        torch.testing.assert_close(scores[b], expected)
+
+
+def test_regularisers_by_hand():
+    s = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    activation = torch.tensor([[0, 1, 0]])
+    valid = torch.tensor([[True, True, False]])
+    w = torch.softmax(s[0, :2], -1).mean(0)
+    r = torch.tensor([0.5, 0.5])
+    torch.testing.assert_close(balance_loss(s, activation, valid), 2 * torch.dot(w, r))
+    # Orthogonal base vectors: every cosine off the diagonal is 0.
+    eye = torch.eye(3)
+    expected = -torch.log(torch.exp(torch.tensor(1.0)) / (torch.exp(torch.tensor(1.0)) + 2))
+    torch.testing.assert_close(orthogonality_loss(eye * 3), expected)
+
+
+def test_full_sort_matches_predict_and_ranks_every_item(miracle_config):
+    model, config, train_data, valid_data = build(miracle_config)
+    model.eval()
+    batch = first_batch(valid_data)
+    with torch.no_grad():
+        full = model.full_sort_predict(batch)
+        assert full.shape == (len(batch), model.n_items)
+        batch.update(type(batch)({model.ITEM_ID: torch.full((len(batch),), 3)}))
+        torch.testing.assert_close(model.predict(batch), full[:, 3])
+
+
+def test_stages_train_what_the_paper_says(miracle_config):
+    model, _, train_data, _ = build(miracle_config, train_stage="pretrain")
+    assert not hasattr(model, "item_embedding")  # pre-training is text only
+    model.train()
+    batch = first_batch(train_data)
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.mask_embedding.grad is not None and model.mask_embedding.grad.abs().sum() > 0  # Eq. 15
+    assert model.capsules.base_vectors.grad.abs().sum() > 0  # Eq. 18, 21
+
+    model, _, train_data, _ = build(miracle_config)  # fine-tuning from scratch, transductive
+    assert model.item_embedding.weight.shape == (model.n_items, 16)
+    loss = model.calculate_loss(first_batch(train_data))
+    loss.backward()
+    assert model.mask_embedding.grad is None  # no masked view when fine-tuning (Eq. 24)
+    assert all(p.requires_grad for p in model.trm_encoder.parameters())  # nothing frozen from scratch
+    inductive, _, _, _ = build(miracle_config, transductive=False)
+    assert not hasattr(inductive, "item_embedding")
+
+
+def _save(model, config, path):
+    torch.save({"config": config, "epoch": 0, "state_dict": model.state_dict()}, path)
+    return str(path)
+
+
+def test_finetuning_loads_the_pretrained_model_and_freezes_its_encoder(miracle_config, tmp_path):
+    pretrained, pre_config, _, _ = build(miracle_config, train_stage="pretrain", seed=7)
+    path = _save(pretrained, pre_config, tmp_path / "pre.pth")
+    model, config, _, _ = build(miracle_config, pretrained_path=path)
+    for key, value in pretrained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert config["freeze_encoder"] is True
+    assert not any(p.requires_grad for p in model.trm_encoder.parameters())
+    assert model.adaptor.expert_weight.requires_grad and model.item_embedding.weight.requires_grad
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_size": 8}, "hidden_size=16, this MIRACLE has hidden_size=8"),
+    ({"n_capsules": 3}, "n_capsules=5, this MIRACLE has n_capsules=3"),
+])
+def test_a_checkpoint_of_other_sizes_is_refused(miracle_config, tmp_path, change, message):
+    pretrained, pre_config, _, _ = build(miracle_config, train_stage="pretrain")
+    path = _save(pretrained, pre_config, tmp_path / "pre.pth")
+    with pytest.raises(CheckpointError, match=f"{path} does not fit: it was trained with {message}"):
+        build(miracle_config, pretrained_path=path, **change)
+
+
+def test_a_checkpoint_of_another_text_encoder_or_model_is_refused(miracle_config, tmp_path, monkeypatch):
+    from helpers import StubTextEncoder
+
+    from recbole_fame.text import encoder as text_encoder
+
+    monkeypatch.setitem(text_encoder.TEXT_ENCODERS, "stub32", StubTextEncoder(dim=32))
+    other, other_config, _, _ = build(miracle_config, train_stage="pretrain", text_encoder="stub32")
+    path = _save(other, other_config, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="text_encoder='stub32', this MIRACLE has text_encoder='stub'"):
+        build(miracle_config, pretrained_path=path)
+
+    from recbole.model.sequential_recommender import SASRec
+
+    config = make_config("SASRec", miracle_config)
+    _, train_data, _, _ = make_data(config)
+    path = _save(SASRec(config, train_data._dataset), config, tmp_path / "sasrec.pth")
+    with pytest.raises(CheckpointError, match="is a checkpoint of 'SASRec', not of 'MIRACLE'"):
+        build(miracle_config, pretrained_path=path)
+
+
+def test_items_without_text_are_named(miracle_config, tiny_data):
+    item_file = os.path.join(tiny_data, "tiny", "tiny.item")
+    with open(item_file) as f:
+        lines = f.readlines()
+    with open(item_file, "w") as f:
+        f.writelines(line for line in lines if not line.startswith(("i3\t", "i7\t")))
+    with pytest.raises(ValueError, match=r"tiny.item has no text in \['movie_title'\] for 2 of the 30 items"):
+        build(miracle_config)
+    os.remove(item_file)
+    with pytest.raises(FileNotFoundError, match="MIRACLE needs the items' text: .*no item file at .*tiny.item"):
+        build(miracle_config)
+
+
+def test_pipeline_pretrains_finetunes_and_evaluates_zero_shot(miracle_config):
+    pre = quick_start.run(model="MIRACLE", dataset="tiny",
+                          config_dict={**miracle_config, "train_stage": "pretrain", "epochs": 1})
+    for stage in ("transductive", "inductive"):
+        result = quick_start.run(model="MIRACLE", dataset="tiny", config_dict={
+            **miracle_config, "pretrained_path": pre["model_file"], "transductive": stage == "transductive"})
+        assert set(result["test_result"]) >= {"hit@10", "ndcg@10"}
+        assert all(0 <= value <= 1 for value in result["test_result"].values())
+    zero = quick_start.run(model="MIRACLE", dataset="tiny", config_dict={
+        **miracle_config, "pretrained_path": pre["model_file"], "transductive": False, "epochs": 0})
+    assert zero["epochs_run"] == 0 and os.path.isfile(zero["model_file"])
+    assert 0 <= zero["test_result"]["ndcg@10"] <= 1
