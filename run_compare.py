@@ -1,6 +1,8 @@
-"""Compare FAME, FAME w/o MoE (N=1), SASRec, GRU4Rec and CORE on one dataset, over several seeds.
+"""Compare FAME, FAME w/o MoE (N=1), SASRec, GRU4Rec and CORE (or MIRACLE) on one dataset, over several seeds.
 
     python run_compare.py --dataset=beauty
+    python run_compare.py --dataset=Scientific --models SASRec FAME MIRACLE \
+        MIRACLE:pretrained_path=saved/MIRACLE-pretrain.pth,transductive=False
     python run_compare.py --dataset=ml-100k --seeds 2020 2021 --models FAME SASRec --epochs=20
 
 Writes <out>/table.md, table.csv, results.json and chart.png (default out: results/NAME-all, or
@@ -43,7 +45,8 @@ def build_parser():
     parser.add_argument("--config_files", default=None,
                         help="space-separated yaml files (also looked up in properties/)")
     parser.add_argument("--paper_table", default=None,
-                        help="the paper's Table 2 as CSV (default: the copy shipped in recbole_fame/experiment/)")
+                        help="a paper's Table 2 as CSV (default: FAME's or MIRACLE's, whichever has the dataset; "
+                             "copies shipped in recbole_fame/experiment/)")
     parser.add_argument("--report_only", action="store_true",
                         help="train nothing: tables from the runs finished in <out>/runs/")
     parser.add_argument("--overwrite", action="store_true",

@@ -108,8 +108,8 @@ class Config(RecBoleConfig):
     ``config_file_list`` names against ``properties/`` (``fame.yaml``), and applies the protocol of
     ``properties/overall.yaml`` under the user's files, to FAME and RecBole's built-ins alike.
 
-    Precedence, lowest first: RecBole's defaults, the model's defaults, the protocol, the
-    dataset's settings, the ``config_file_list`` files, ``config_dict``, the command line.
+    Precedence, lowest first: RecBole's defaults, RecBole's model defaults, the protocol, the
+    plugin model's defaults (``properties/model/<model>.yaml``), the dataset's settings, the ``config_file_list`` files, ``config_dict``, the command line.
 
     A config with a ``local_rank`` (a rank of ``--nproc`` training) joins the process group with
     Gloo on machines without a GPU (:func:`~recbole_fame.trainer.distributed.join_process_group`).
@@ -148,6 +148,11 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         self._update_internal_config_dict(PROTOCOL_FILE)
+        # A plugin model's own paper settings over the protocol's (MIRACLE's batch size; FAME's
+        # file repeats the protocol's values).
+        model_file = model_defaults_file(model if isinstance(model, str) else getattr(model, "__name__", None))
+        if model_file is not None:
+            self._update_internal_config_dict(model_file)
         dataset_file = dataset_settings_file(dataset)
         if dataset_file is not None:
             self._update_internal_config_dict(dataset_file)

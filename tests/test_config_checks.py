@@ -21,8 +21,8 @@ from helpers import REPO, load_script
         ({"MAX_ITEM_LIST_LENGTH": 0}, "MAX_ITEM_LIST_LENGTH=0 (config_dict): must be an integer >= 1"),
         ({"loss_type": "XYZ"}, "loss_type='XYZ' (config_dict): must be one of 'CE', 'BPR'"),
         ({"n_heads": "abc"}, "n_heads='abc' (config_dict): must be an integer >= 1"),
-        ({"epochs": "abc"}, "epochs='abc' (config_dict): must be an integer >= 1"),
-        ({"epochs": 0}, "epochs=0 (config_dict): must be an integer >= 1"),
+        ({"epochs": "abc"}, "epochs='abc' (config_dict): must be an integer >= 0"),
+        ({"epochs": -1}, "epochs=-1 (config_dict): must be an integer >= 0"),
         ({"learning_rate": 0}, "learning_rate=0 (config_dict): must be a finite number > 0"),
         ({"hidden_dropout_prob": 1.0}, "hidden_dropout_prob=1.0 (config_dict): must be a finite number >= 0 and < 1"),
         ({"learner": "adamx"}, "learner='adamx' (config_dict): must be one of 'adam', 'adamw', 'sgd'"),
@@ -118,8 +118,8 @@ def test_every_script_option_counts_as_known():
 @pytest.mark.parametrize(
     "model, message",
     [
-        ("NoSuchModel", "model 'NoSuchModel' is neither recbole-fame's (FAME) nor a RecBole model"),
-        ("sasrec", "model 'sasrec' is neither recbole-fame's (FAME) nor a RecBole model: did you mean SASRec?"),
+        ("NoSuchModel", "model 'NoSuchModel' is neither recbole-fame's (FAME, MIRACLE) nor a RecBole model"),
+        ("sasrec", "model 'sasrec' is neither recbole-fame's (FAME, MIRACLE) nor a RecBole model: did you mean SASRec?"),
         ("GRU4Recc", "did you mean GRU4Rec"),
     ],
 )
@@ -175,7 +175,7 @@ def test_a_data_path_given_for_ml_100k_is_used(tmp_path):
     [
         (["--model=NoSuchModel"], "error: model 'NoSuchModel' is neither recbole-fame's"),
         (["--n_heads=abc"], "error: n_heads='abc' (command line): must be an integer >= 1"),
-        (["--epochs=0"], "error: epochs=0 (command line): must be an integer >= 1"),
+        (["--epochs=-1"], "error: epochs=-1 (command line): must be an integer >= 0"),
         (["--epochs=1", "--epochs=2"], "error: --epochs is given twice"),
     ],
 )

@@ -42,7 +42,7 @@ from recbole.utils import init_logger, set_color
 from recbole_fame.config import PROTOCOL_FILE, Config, dataset_settings_file, model_defaults_file, resolve_config_file
 from recbole_fame.data import check_dataset_files
 from recbole_fame.data.length_groups import length_groups_setting
-from recbole_fame.experiment.report import PAPER_TABLE, REPORT_FILES, read_paper_table, write_reports
+from recbole_fame.experiment.report import REPORT_FILES, read_paper_table, write_reports
 from recbole_fame.files import check_folder_outputs, write_json
 from recbole_fame.model import PLUGIN_MODELS
 from recbole_fame.quick_start import BACKBONE_KEYS, check_config, run
@@ -68,9 +68,10 @@ VARIANT_REFUSED_KEYS = ("topk", "metrics", "valid_metric", "eval_args", "exclude
                         "load_col", "benchmark_filename", "user_inter_num_interval", "item_inter_num_interval")
 VARIANT_REFUSED_PREFIXES = ("text_",)
 
-# What the tables report (report.METRICS): other topk or metrics may add to it.
-REPORTED_TOPK = (5, 10, 20)
-REPORTED_METRICS = ("Hit", "NDCG")
+# What the tables need besides the protocol's own metrics: the validation column and the chart
+# show NDCG@10.
+REPORTED_TOPK = (10,)
+REPORTED_METRICS = ("NDCG",)
 
 # Keys that change what a run prints, not what it computes: a rerun may differ in them.
 OUTPUT_KEYS = ("show_progress", "state")
@@ -145,7 +146,8 @@ def resolve_model(name):
                     f"Cannot read '{assignment}' in --models '{name}': a variant is written "
                     f"Model:key=value,key=value (values without commas)"
                 )
-            if key in CONTROLLED_KEYS:
+            # MIRACLE's pretrained_path is the user's pre-training checkpoint, not a stage 1 of its own.
+            if key in CONTROLLED_KEYS and not (key == "pretrained_path" and model == "MIRACLE"):
                 raise ValueError(f"'{key}' in --models '{name}' cannot be set: {CONTROLLED_KEYS[key]}")
             if key in VARIANT_REFUSED_KEYS or key.startswith(VARIANT_REFUSED_PREFIXES):
                 raise ValueError(
@@ -282,7 +284,7 @@ def _config_files_settings(config_file_list):
 
 
 def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, config_file_list=None,
-            overrides=None, command=None, paper_table=PAPER_TABLE, report_only=False, overwrite=False):
+            overrides=None, command=None, paper_table=None, report_only=False, overwrite=False):
     """Run (or resume) the comparison and write its tables and chart under ``out``.
 
     ``overrides`` are config keys over the yaml files, for every model. ``report_only``: train
@@ -318,7 +320,7 @@ def compare(dataset, models=DEFAULT_MODELS, seeds=DEFAULT_SEEDS, out=None, confi
             _check_started_from(job, records, runs_dir)
     todo = [job for job in jobs if job.name not in records]
     if read_paper_table(paper_table, dataset) is None:
-        logger.info(f"No rows for '{dataset}' in the paper's table ({paper_table}): none in table.md")
+        logger.info(f"No rows for '{dataset}' in the papers' tables ({paper_table or 'FAME, MIRACLE'}): none in table.md")
     logger.info(set_color(f"Comparison on {dataset}", "green") + f": {len(jobs)} runs, "
                 f"{len(jobs) - len(todo)} finished earlier (kept, in {runs_dir}), {len(todo)} to train")
 
@@ -374,19 +376,19 @@ def _init_logger(dataset, config_file_list, overrides):
 
 
 def _check_reported_metrics(config):
-    """The tables report HR and NDCG at 5, 10 and 20: settings that leave one out are refused
-    before anything trains, not found missing in the report after training."""
+    """The tables show the protocol's metrics, and NDCG@10 in the validation column and chart:
+    settings without it are refused before anything trains, not found missing after training."""
     topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
     missing = [k for k in REPORTED_TOPK if k not in topk]
     if missing:
-        raise ValueError(f"topk={topk} lacks {missing}: the comparison reports HR and NDCG at "
-                         f"{list(REPORTED_TOPK)}; add them to topk")
+        raise ValueError(f"topk={topk} lacks {missing}: the comparison's validation column and chart "
+                         f"show NDCG@10; add it to topk")
     metrics = config["metrics"] if isinstance(config["metrics"], list) else [config["metrics"]]
     metrics = [m.lower() for m in metrics]
     missing = [m for m in REPORTED_METRICS if m.lower() not in metrics]
     if missing:
-        raise ValueError(f"metrics={config['metrics']} lacks {missing}: the comparison reports "
-                         f"{list(REPORTED_METRICS)}; add them to metrics")
+        raise ValueError(f"metrics={config['metrics']} lacks {missing}: the comparison's validation "
+                         f"column and chart show NDCG@10; add it to metrics")
 
 
 def _command(dataset, models, seeds, out, config_file_list, overrides):

@@ -11,21 +11,45 @@ import statistics
 
 from recbole_fame.files import new_figure, save_figure, write_json, write_text
 
-# The paper's six metrics, as named in its Table 2 and in RecBole's results.
+# How RecBole's metric keys are shown: the papers' names (HR in FAME's Table 2, Recall in MIRACLE's).
+METRIC_NAMES = {"hit": "HR", "recall": "Recall", "ndcg": "NDCG", "mrr": "MRR", "precision": "Precision"}
+# The metrics of FAME's protocol (properties/overall.yaml); a dataset's protocol may set others
+# (Scientific: Recall and NDCG at 10 and 50), and the tables show what the runs measured.
 METRICS = (("HR@5", "hit@5"), ("HR@10", "hit@10"), ("HR@20", "hit@20"),
            ("NDCG@5", "ndcg@5"), ("NDCG@10", "ndcg@10"), ("NDCG@20", "ndcg@20"))
 COSTS = ("seconds_per_epoch", "epochs_to_best", "epochs_run", "parameters", "peak_memory_mib",
          "total_seconds")
 VALID = "valid NDCG@10"  # the selection criterion (best epoch), shown beside the test metrics
 COLUMNS = ("model", "seed") + tuple(name for name, _ in METRICS) + (VALID,) + COSTS
-# The paper's Table 2 (a copy of ../shared/reference/fame_paper_table2.csv), shipped in the package.
+# The papers' Table 2 (copies of ../shared/reference/*_paper_table2.csv), shipped in the package:
+# a dataset's rows come from the first that has it.
 PAPER_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fame_paper_table2.csv")
+MIRACLE_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "miracle_paper_table2.csv")
+PAPER_TABLES = (PAPER_TABLE, MIRACLE_TABLE)
 
 
-def run_row(record):
-    """One run as a flat row of COLUMNS."""
+def metrics_of(records):
+    """(shown name, RecBole key) of every test metric the runs measured, in RecBole's order."""
+    keys = list(dict.fromkeys(key for record in records for key in record["test_result"]))
+    return tuple((METRIC_NAMES.get(key.partition("@")[0], key.partition("@")[0]) + "@" + key.partition("@")[2], key)
+                 for key in keys) or METRICS
+
+
+def columns_of(metrics):
+    return ("model", "seed") + tuple(name for name, _ in metrics) + (VALID,) + COSTS
+
+
+def chart_metrics(metrics):
+    """The two metrics the chart and the paper comparison show: each family's @10 (HR@10 and
+    NDCG@10; Recall@10 and NDCG@10), else the first two."""
+    at10 = [name for name, _ in metrics if name.endswith("@10")]
+    return tuple(at10[:2]) if len(at10) >= 2 else tuple(name for name, _ in metrics[:2])
+
+
+def run_row(record, metrics=METRICS):
+    """One run as a flat row of ``columns_of(metrics)``."""
     row = {"model": record["model"], "seed": record["seed"]}
-    row.update({name: record["test_result"][key] for name, key in METRICS})
+    row.update({name: record["test_result"].get(key) for name, key in metrics})
     row[VALID] = (record.get("best_valid_result") or {}).get("ndcg@10")
     best = record["best_epoch"]
     row.update(
@@ -42,7 +66,7 @@ def run_row(record):
     return row
 
 
-def summarize(rows, models):
+def summarize(rows, models, columns=COLUMNS):
     """Per model (in ``models`` order, those with a finished run): seeds, mean and sample sd,
     unrounded: the table rounds them once (rounded to 6 places first, a sd of 0.0104504 would
     show as 0.0104)."""
@@ -52,7 +76,7 @@ def summarize(rows, models):
         if not own:
             continue
         mean, sd = {}, {}
-        for column in COLUMNS[2:]:
+        for column in columns[2:]:
             values = [row[column] for row in own if row[column] is not None]
             mean[column] = statistics.mean(values) if values else None
             sd[column] = statistics.stdev(values) if len(values) > 1 else None
@@ -68,8 +92,12 @@ def _rounded(entry, digits=6):
 
 def read_paper_table(path, dataset):
     """``(name in the paper, {model: {metric: value}})`` for ``dataset`` (beauty -> Beauty,
-    sports -> Sports, ml-20m -> ML-20m: names match ignoring case), or None."""
-    if not path or not os.path.isfile(path):
+    sports -> Sports, ml-20m -> ML-20m: names match ignoring case), or None. ``path`` None: the
+    first of :data:`PAPER_TABLES` with rows for ``dataset``. Columns that are not numbers (MIRACLE's
+    ``Improv``) are left out."""
+    if path is None:
+        return next(filter(None, (read_paper_table(table, dataset) for table in PAPER_TABLES)), None)
+    if not os.path.isfile(path):
         return None
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -77,27 +105,38 @@ def read_paper_table(path, dataset):
         rows = [row for row in reader if row["dataset"].lower() == dataset.lower()]
     if not rows:
         return None
+    models = [model for model in models if all(_is_number(row[model]) for row in rows)]
     table = {model: {row["metric"]: float(row[model]) for row in rows} for model in models}
     return rows[0]["dataset"], table
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 # What write_reports writes in the output folder.
 REPORT_FILES = ("table.md", "table.csv", "results.json", "chart.png")
 
 
-def write_reports(out, dataset, command, seeds, models, records, total_runs=None, paper_table=PAPER_TABLE):
+def write_reports(out, dataset, command, seeds, models, records, total_runs=None, paper_table=None):
     """Write ``table.md``, ``table.csv``, ``results.json`` and ``chart.png`` under ``out``.
 
     Returns what ``results.json`` holds. Its runs name their checkpoint (``model_file``) as their
     records do: relative to ``out`` (absolute in records written before that).
     """
-    rows = [run_row(record) for record in records]
-    summary = summarize(rows, models)
+    metrics = metrics_of(records)
+    rows = [run_row(record, metrics) for record in records]
+    summary = summarize(rows, models, columns_of(metrics))
     paper = read_paper_table(paper_table, dataset)
     compared = {_base_model(name) for name in models}
     data = {
         "dataset": dataset,
         "command": command,
+        "metrics": [name for name, _ in metrics],
         "seeds": seeds,
         "models": models,
         "runs_finished": len(records),
@@ -113,17 +152,17 @@ def write_reports(out, dataset, command, seeds, models, records, total_runs=None
             model: values for model, values in paper[1].items() if model in compared}},
     }
     os.makedirs(out, exist_ok=True)
-    write_text(os.path.join(out, "table.md"), _markdown(data, paper))
-    _chart(os.path.join(out, "chart.png"), dataset, rows, summary)
+    write_text(os.path.join(out, "table.md"), _markdown(data, paper, metrics))
+    _chart(os.path.join(out, "chart.png"), dataset, rows, summary, chart_metrics(metrics))
     data["summary"] = [_rounded(entry) for entry in summary]
     write_json(os.path.join(out, "results.json"), data)
-    write_text(os.path.join(out, "table.csv"), _csv(rows, data["summary"]))
+    write_text(os.path.join(out, "table.csv"), _csv(rows, data["summary"], columns_of(metrics)))
     return data
 
 
-def _csv(rows, summary):
+def _csv(rows, summary, columns):
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for entry in summary:
         writer.writerows(row for row in rows if row["model"] == entry["model"])
@@ -182,10 +221,11 @@ def _pipeline_line(runs):
         f"{text} ({', '.join(names)})" for text, names in pipelines.items()) + "."
 
 
-def _markdown(data, paper):
+def _markdown(data, paper, metrics):
     seeds, summary = data["seeds"], data["summary"]
+    plugin = [name for name in ("MIRACLE", "FAME") if name in map(_base_model, data["models"])]
     lines = [
-        f"# FAME and baselines on {data['dataset']}",
+        f"# {', '.join(plugin) or 'Models'} and baselines on {data['dataset']}",
         "",
         f"Command: `{data['command']}`",
         "",
@@ -197,13 +237,13 @@ def _markdown(data, paper):
         "",
         _pipeline_line(data["runs"]),
         "",
-        "| model | seeds | " + " | ".join(name for name, _ in METRICS)
+        "| model | seeds | " + " | ".join(name for name, _ in metrics)
         + f" | {VALID} | s/epoch | epochs to best | epochs run | parameters | peak memory MiB | wall s |",
-        "|---|---|" + "---|" * (len(METRICS) + 7),
+        "|---|---|" + "---|" * (len(metrics) + 7),
     ]
     for entry in summary:
         cells = [entry["model"], str(len(entry["seeds"]))]
-        cells += [_cell(entry, name, 4) for name, _ in METRICS] + [_cell(entry, VALID, 4)]
+        cells += [_cell(entry, name, 4) for name, _ in metrics] + [_cell(entry, VALID, 4)]
         cells += [_cell(entry, "seconds_per_epoch", 2), _cell(entry, "epochs_to_best", 1),
                   _cell(entry, "epochs_run", 1), f"{entry['mean']['parameters']:,.0f}",
                   _cell(entry, "peak_memory_mib", 0), _cell(entry, "total_seconds", 0)]
@@ -221,7 +261,7 @@ def _markdown(data, paper):
                  "peak resident memory on CPU (Python, torch and RecBole included), "
                  "`torch.cuda.max_memory_allocated` on CUDA.")
     if paper is not None:
-        lines += _paper_section(data, paper)
+        lines += _paper_section(data, paper, metrics)
     return "\n".join(lines) + "\n"
 
 
@@ -230,26 +270,27 @@ def _base_model(label):
     return label.partition(":")[0]
 
 
-def _paper_section(data, paper):
+def _paper_section(data, paper, metrics):
     """The paper's rows of the models compared (a variant's under its model's name), and each
-    FAME row's HR@10 and NDCG@10 as a share of the paper's FAME row."""
+    row of the paper's own model (FAME, MIRACLE) on the chart's metrics as a share of the paper's."""
     name, table = paper
     shown = list(dict.fromkeys(_base_model(model) for model in data["models"]
                                if _base_model(model) in table))
+    metrics = [metric for metric, _ in metrics if all(metric in values for values in table.values())]
     lines = ["", f"## The paper's Table 2 ({name})", "",
-             "| model | " + " | ".join(metric for metric, _ in METRICS) + " |",
-             "|---|" + "---|" * len(METRICS)]
+             "| model | " + " | ".join(metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
     for model in shown:
         lines.append(f"| {model} (paper) | "
-                     + " | ".join(f"{table[model][metric]:.4f}" for metric, _ in METRICS) + " |")
-    if "FAME" in table:
-        for entry in data["summary"]:
-            if _base_model(entry["model"]) != "FAME":
-                continue
-            parts = [f"{metric} {entry['mean'][metric]:.4f} = "
-                     f"{100 * entry['mean'][metric] / table['FAME'][metric]:.1f}% of the paper's "
-                     f"{table['FAME'][metric]:.4f}" for metric in ("HR@10", "NDCG@10")]
-            lines += ["", f"{entry['model']} here: " + "; ".join(parts) + "."]
+                     + " | ".join(f"{table[model][metric]:.4f}" for metric in metrics) + " |")
+    for entry in data["summary"]:
+        model = _base_model(entry["model"])
+        if model not in ("FAME", "MIRACLE") or model not in table:
+            continue
+        parts = [f"{metric} {entry['mean'][metric]:.4f} = "
+                 f"{100 * entry['mean'][metric] / table[model][metric]:.1f}% of the paper's "
+                 f"{table[model][metric]:.4f}" for metric in chart_metrics(tuple((m, m) for m in metrics))]
+        lines += ["", f"{entry['model']} here: " + "; ".join(parts) + "."]
     return lines
 
 
@@ -260,8 +301,9 @@ def _tick_label(model):
     return "\n".join([base] + (assignments.split(",") if assignments else []))
 
 
-def _chart(path, dataset, rows, summary):
-    """HR@10 and NDCG@10 per model: bars at the mean, error bars one sd, dots the seeds."""
+def _chart(path, dataset, rows, summary, shown=("HR@10", "NDCG@10")):
+    """Two metrics (``shown``: HR@10 and NDCG@10) per model: bars at the mean, error bars one sd,
+    dots the seeds."""
     labels = [_tick_label(entry["model"]) for entry in summary]
     # Each model's slot is as wide as its longest label line (8 pt text: about 0.055 in a
     # character), so that settings such as facet_projection_init=scaled_selector stay apart.
@@ -271,7 +313,7 @@ def _chart(path, dataset, rows, summary):
     axes = figure.subplots()
     width = 0.38
     for offset, (metric, color) in zip((-width / 2, width / 2),
-                                       (("HR@10", "#4c72b0"), ("NDCG@10", "#dd8452"))):
+                                       zip(shown, ("#4c72b0", "#dd8452"))):
         for i, entry in enumerate(summary):
             x = i + offset
             sd = entry["sd"][metric] or 0.0
@@ -279,7 +321,7 @@ def _chart(path, dataset, rows, summary):
                      label=metric if i == 0 else None)
             seeds = [row[metric] for row in rows if row["model"] == entry["model"]]
             axes.plot([x] * len(seeds), seeds, "k.", markersize=4,
-                      label="one seed" if i == 0 and metric == "HR@10" else None)
+                      label="one seed" if i == 0 and metric == shown[0] else None)
     axes.set_xticks(range(len(summary)))
     axes.set_xticklabels(labels, fontsize=8)
     axes.set_xlim(-0.6, len(summary) - 0.4)
@@ -287,7 +329,7 @@ def _chart(path, dataset, rows, summary):
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"  # rows may differ
     axes.set_title(f"{dataset}, test: mean over {seeds} seed{'s' if seeds != '1' else ''}, bars ± 1 sd",
                    fontsize=10)
-    axes.set_ylabel("HR@10, NDCG@10")
+    axes.set_ylabel(", ".join(shown))
     # Autoscaling already spans the tallest bar, seed and error bar: add headroom for the legend.
     axes.set_ylim(0.0, 1.2 * axes.get_ylim()[1])
     axes.legend(fontsize=8, loc="upper right", ncol=3)

@@ -76,32 +76,30 @@ class SparseInterestCapsules(nn.Module):
         s = self.similarities(h)
         if activation is None:
             activation = s.detach().argmax(-1)  # [B, N] (Eq. 8)
-        m = torch.full_like(s, float("-inf")).scatter_(-1, activation.unsqueeze(-1), 0.0)  # m [B, N, C]
-
-        positions = torch.arange(h.size(1), device=h.device)
-        e = self.attention_score(torch.tanh(self.attention_hidden(h + self.interest_position_embedding(positions))))
-        o = torch.softmax(e.squeeze(-1).masked_fill(~valid, float("-inf")), dim=-1)  # [B, N] (Eq. 9)
-        q = self.feature_LayerNorm(torch.tanh(self.feature(h)) + h)  # [B, N, d] (Eq. 10)
-
-        c = torch.softmax(s + m, dim=-1) * valid.unsqueeze(-1)  # [B, N, C] (Eq. 12, b = s)
-        z = torch.einsum("bnc,bn,bnd->bcd", c, o, q)  # [B, C, d] (Eq. 11)
+        rows, positions = valid.nonzero(as_tuple=True)  # the T non-padding items
+        h_items = h[rows, positions]  # [T, d]: Eq. 9-11 skip the padding
+        e = self.attention_score(torch.tanh(self.attention_hidden(
+            h_items + self.interest_position_embedding(positions)))).squeeze(-1)  # [T]
+        o = torch.softmax(h.new_full(valid.shape, float("-inf")).index_put((rows, positions), e), dim=-1)  # [B, N] (Eq. 9)
+        q = self.feature_LayerNorm(torch.tanh(self.feature(h_items)) + h_items)  # [T, d] (Eq. 10)
+        # Eq. 12 with b = s: c_i = softmax(s_i + m_i) is 1 on the activated capsule and 0 on the
+        # others (m_i is -inf there), so Eq. 11's sum over items adds o_i q_i to that capsule alone.
+        capsule = activation[rows, positions]
+        z = h.new_zeros(h.size(0), self.n_capsules, h.size(-1)).index_put(
+            (rows, capsule), o[rows, positions].unsqueeze(-1) * q, accumulate=True)  # [B, C, d] (Eq. 11)
         items_per_capsule = torch.zeros(h.size(0), self.n_capsules, device=h.device).scatter_add_(
             1, activation, valid.to(h.dtype))
         return squash(z), items_per_capsule > 0, s, activation  # active: I_u [B, C]
 
 
-def activated_interests(u, active):
-    """The activated interests only, [B, K, d], with their mask [B, K]: K is the most any
-    sequence of the batch activates (at most its length), not C."""
-    k = max(int(active.sum(1).max()), 1)
-    order = torch.argsort(active.to(torch.int8), dim=1, descending=True, stable=True)[:, :k]  # [B, K]
-    return u.gather(1, order.unsqueeze(-1).expand(-1, -1, u.size(-1))), active.gather(1, order)
-
-
-def interest_scores(u, mask, x):
-    """y(u, v) = max over the activated interests j of u_j . x_v (Eq. 17): [B, V] for items x [V, d]."""
-    scores = torch.einsum("bkd,vd->bkv", u, x)  # [B, K, V]
-    return scores.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+def interest_scores(u, active, x):
+    """y(u, v) = max over the activated interests j of u_j . x_v (Eq. 17): [B, V] for interests
+    u [B, C, d] with ``active`` [B, C] and items x [V, d]. Only the activated (user, interest)
+    pairs are scored, [pairs, V]: a batch's users activate a few capsules each, not C."""
+    rows, capsules = active.nonzero(as_tuple=True)  # the pairs, grouped by user
+    pair_scores = u[rows, capsules] @ x.T  # [pairs, V]
+    counts = torch.bincount(rows, minlength=len(u))
+    return torch.segment_reduce(pair_scores, "max", lengths=counts, axis=0, unsafe=True)  # [B, V]
 
 
 def balance_loss(s, activation, valid):

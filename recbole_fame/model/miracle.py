@@ -29,10 +29,10 @@ from recbole_fame.config_checks import (
     optional,
     text,
 )
+from recbole_fame.data.length_groups import group_bounds, length_groups_setting
 from recbole_fame.model.capsules import (
     MoEAdaptor,
     SparseInterestCapsules,
-    activated_interests,
     balance_loss,
     interest_scores,
     orthogonality_loss,
@@ -109,6 +109,9 @@ class MIRACLE(SequentialRecommender):
         self.balance_weight = config["balance_weight"]
         self.orthogonality_weight = config["orthogonality_weight"]
         self.interest_contrast_weight = config["interest_contrast_weight"]
+        # The pipeline's length_groups (one process, by device: docs/speed.md), applied inside the
+        # encoder: MIRACLE's batch-level losses (Eq. 16, 19-21) need the whole batch at once.
+        self.length_groups = length_groups_setting(config)
 
         # t_i of every item by internal id (Eq. 1), [n_items, d_b]: recomputed from the text cache
         # when the model is built, so checkpoints do not carry it (nor another dataset's).
@@ -179,14 +182,31 @@ class MIRACLE(SequentialRecommender):
     def encode(self, item_seq, x, masked=None):
         """H [B, N, d] (Eq. 5-6): the items' representations ``x`` [n_items, d] along the
         sequence, [MASK] where ``masked`` [B, N] is True, plus P, through the bidirectional
-        Transformer."""
+        Transformer. With ``length_groups`` > 1 the batch is encoded as that many groups of
+        similar length, each trimmed to its longest (every row is computed as alone: the padding
+        it loses is masked out of its attention anyway); H is zero at padding."""
+        if self.length_groups <= 1:
+            return self._encode(item_seq, x, masked)
+        lengths = (item_seq > 0).sum(1)
+        order = torch.argsort(lengths, stable=True)
+        bounds = group_bounds(lengths[order].cpu().numpy(), self.length_groups)  # the pipeline's cuts
+        h = x.new_zeros(item_seq.shape + (self.hidden_size,))
+        for start, end in zip(bounds, bounds[1:]):
+            rows = order[start:end]
+            longest = int(lengths[rows].max())
+            h[rows, :longest] = self._encode(
+                item_seq[rows, :longest], x, None if masked is None else masked[rows, :longest])
+        return h
+
+    def _encode(self, item_seq, x, masked):
         input_emb = x[item_seq]  # [B, N, d]
         if masked is not None:
             input_emb = torch.where(masked.unsqueeze(-1), self.mask_embedding, input_emb)
         positions = torch.arange(item_seq.size(1), device=item_seq.device)
         input_emb = self.dropout(self.LayerNorm(input_emb + self.position_embedding(positions)))
         attention_mask = self.get_attention_mask(item_seq, bidirectional=True)
-        return self.trm_encoder(input_emb, attention_mask, output_all_encoded_layers=False)[-1]
+        h = self.trm_encoder(input_emb, attention_mask, output_all_encoded_layers=False)[-1]
+        return h * (item_seq > 0).unsqueeze(-1)  # [B, N, d], zero at padding
 
     def interests(self, item_seq, x, masked=None, activation=None):
         """u [B, C, d], active [B, C], s [B, N, C], activation [B, N] (Eq. 7-14)."""
@@ -194,21 +214,20 @@ class MIRACLE(SequentialRecommender):
         return self.capsules(self.encode(item_seq, x, masked), valid, activation)
 
     def forward(self, item_seq, item_seq_len):
-        """The activated interests [B, K, d] and their mask [B, K] (K: the batch's most)."""
+        """The interests u [B, C, d] and which are activated, [B, C] (I_u)."""
         u, active, _, _ = self.interests(item_seq, self.item_representations())
-        return activated_interests(u, active)
+        return u, active
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         pos_items = interaction[self.POS_ITEM_ID]
         x = self.item_representations()  # [n_items, d]
         u, active, s, activation = self.interests(item_seq, x)
-        interests, mask = activated_interests(u, active)
         if self.train_stage == "pretrain":
-            logits = interest_scores(interests, mask, x[pos_items])  # [B, B] (Eq. 16)
+            logits = interest_scores(u, active, x[pos_items])  # [B, B] (Eq. 16)
             target = torch.arange(len(pos_items), device=item_seq.device)
         else:
-            logits = interest_scores(interests, mask, x)  # [B, n_items] (Eq. 23)
+            logits = interest_scores(u, active, x)  # [B, n_items] (Eq. 23)
             target = pos_items
         loss = self.loss_fct(logits, target)
         if self.balance_weight:
@@ -234,14 +253,14 @@ class MIRACLE(SequentialRecommender):
         return self.loss_fct(logits, torch.arange(len(rows), device=item_seq.device))
 
     def predict(self, interaction):
-        interests, mask = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        u, active = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         x = self.item_representations()[interaction[self.ITEM_ID]]  # [B, d]
-        scores = torch.einsum("bkd,bd->bk", interests, x)
-        return scores.masked_fill(~mask, float("-inf")).amax(1)  # [B] (Eq. 17)
+        scores = torch.einsum("bcd,bd->bc", u, x)
+        return scores.masked_fill(~active, float("-inf")).amax(1)  # [B] (Eq. 17)
 
     def full_sort_predict(self, interaction):
-        interests, mask = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return interest_scores(interests, mask, self.item_representations())  # [B, n_items] (Eq. 17)
+        u, active = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return interest_scores(u, active, self.item_representations())  # [B, n_items] (Eq. 17)
 
     def interest_analysis(self, interaction):
         """What the explanation and the activation statistics show, in eval mode: interests

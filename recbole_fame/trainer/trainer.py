@@ -51,7 +51,10 @@ class PipelineTrainer(Trainer):
         _CLAIMED_FILES.add(self.saved_model_file)
         self._masked_loss = uses_history_masked_loss(config)
         self._length_groups = length_groups_setting(config) > 1 and config["model"] in TRIMMABLE_MODELS
-        if length_groups_setting(config) > 1 and not self._length_groups:  # info: the key is on by default
+        if getattr(model, "length_groups", 1) > 1:  # MIRACLE groups inside its encoder
+            self.logger.info(f"length_groups: {config['model']} encodes each batch as {model.length_groups} "
+                             "groups of similar length, its losses over the whole batch")
+        elif length_groups_setting(config) > 1 and not self._length_groups:  # info: the key is on by default
             self.logger.info(
                 f"length_groups is for {', '.join(TRIMMABLE_MODELS)}; {config['model']} trains on whole batches"
             )

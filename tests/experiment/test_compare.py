@@ -361,12 +361,12 @@ def test_bad_model_dataset_or_key_is_named_before_anything_runs(settings, tmp_pa
         compare("tiny", models=["CORE"], seeds=[1], out=str(out), overrides={**settings, "seed": 3})
     with pytest.raises(FileNotFoundError, match=r"Dataset 'nope': no interaction file at .*nope\.inter"):
         compare("nope", models=["FAME"], seeds=[1], out=str(out), overrides=settings)
-    # The tables report HR and NDCG at 5, 10, 20: found missing before training, not after it.
-    with pytest.raises(ValueError, match=r"topk=\[10, 20\] lacks \[5\]: the comparison reports HR and NDCG"):
-        compare("tiny", models=["CORE"], seeds=[1], out=str(out), overrides={**settings, "topk": "[10,20]"})
-    with pytest.raises(ValueError, match=r"metrics=\['Recall', 'NDCG'\] lacks \['Hit'\]"):
+    # The validation column and the chart show NDCG@10: found missing before training, not after it.
+    with pytest.raises(ValueError, match=r"topk=\[5, 20\] lacks \[10\]: the comparison's validation column"):
+        compare("tiny", models=["CORE"], seeds=[1], out=str(out), overrides={**settings, "topk": "[5,20]", "valid_metric": "NDCG@20"})
+    with pytest.raises(ValueError, match=r"metrics=\['Recall', 'Hit'\] lacks \['NDCG'\]"):
         compare("tiny", models=["CORE"], seeds=[1], out=str(out),
-                overrides={**settings, "metrics": "['Recall','NDCG']"})
+                overrides={**settings, "metrics": "['Recall','Hit']", "valid_metric": "Hit@10"})
     assert not out.exists()
 
 
@@ -629,3 +629,27 @@ def test_kill_stops_the_run_in_progress_too(tiny_data, tmp_path):
             os.kill(pid, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()
+
+
+def test_tables_show_the_protocols_metrics_and_the_miracle_paper_rows(tmp_path, monkeypatch):
+    """Scientific's protocol (Recall and NDCG at 10 and 50): its columns, MIRACLE's Table 2 rows."""
+    from recbole_fame.experiment import report as compare_report
+
+    saved = []
+    monkeypatch.setattr(compare_report, "save_figure", lambda figure, path, **kw: saved.append(figure))
+    records = []
+    for model, value in (("SASRec", 0.05), ("MIRACLE", 0.0722)):
+        record = _fake_record(model, 1, 0.1, value)
+        record["test_result"] = {"recall@10": 2 * value, "recall@50": 0.2, "ndcg@10": value, "ndcg@50": 0.09}
+        records.append(record)
+    write_reports(str(tmp_path), "Scientific", "cmd", [1], ["SASRec", "MIRACLE"], records)
+    table = (tmp_path / "table.md").read_text()
+    assert table.startswith("# MIRACLE and baselines on Scientific")
+    assert "| model | seeds | Recall@10 | Recall@50 | NDCG@10 | NDCG@50 | valid NDCG@10 |" in table
+    assert "| MIRACLE (paper) | 0.1343 | 0.2562 | 0.0722 | 0.0988 |" in table
+    assert "MIRACLE here: Recall@10 0.1444 = 107.5% of the paper's 0.1343; NDCG@10 0.0722 = 100.0% of" in table
+    assert "Improv" not in table
+    (figure,) = saved
+    assert figure.axes[0].get_ylabel() == "Recall@10, NDCG@10"
+    header = (tmp_path / "table.csv").read_text().splitlines()[0]
+    assert header.startswith("model,seed,Recall@10,Recall@50,NDCG@10,NDCG@50,valid NDCG@10,")

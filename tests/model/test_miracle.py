@@ -11,7 +11,6 @@ from recbole_fame import quick_start
 from recbole_fame.checkpoint import CheckpointError
 from recbole_fame.model.capsules import (
     SparseInterestCapsules,
-    activated_interests,
     balance_loss,
     interest_scores,
     orthogonality_loss,
@@ -93,9 +92,7 @@ def test_scores_are_the_max_over_activated_interests():
     u = torch.randn(3, 6, 4)
     active = torch.tensor([[1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 1], [1, 1, 1, 0, 1, 1]], dtype=torch.bool)
     x = torch.randn(7, 4)
-    interests, mask = activated_interests(u, active)
-    assert interests.shape == (3, 5, 4)  # K = the most any row activates, not C
-    scores = interest_scores(interests, mask, x)
+    scores = interest_scores(u, active, x)
     for b in range(3):
         expected = (u[b, active[b]] @ x.T).max(0).values
         torch.testing.assert_close(scores[b], expected)
