@@ -7,6 +7,11 @@
     python run_fame.py --resume=saved/FAME-....pth       # go on with an interrupted run
     python run_fame.py --explain --checkpoint=saved/FAME-....pth --user=196 [--explain_topk=20] [--plot=u196.png]
     python run_fame.py --explain-summary --checkpoint=saved/FAME-....pth [--plot=summary.png]
+    python run_fame.py --model=MIRACLE --dataset=Office --train_stage=pretrain   # then fine-tune:
+    python run_fame.py --model=MIRACLE --dataset=Scientific --pretrained_path=saved/MIRACLE-....pth
+
+--explain and --explain-summary also take a MIRACLE checkpoint: which history items activated
+which interest capsule, each interest's top items, and the activation statistics over test users.
 """
 
 import argparse
@@ -36,11 +41,11 @@ def build_parser():
     parser.add_argument("--port", default="5678", help="free port on the machine of rank 0")
     parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
     parser.add_argument("--resume", metavar="PATH", help="go on with the run that wrote this checkpoint")
-    parser.add_argument("--explain", action="store_true", help="explain FAME's lists for --user (Fig. 7)")
+    parser.add_argument("--explain", action="store_true", help="explain FAME's lists (Fig. 7) or MIRACLE's interests for --user")
     parser.add_argument(
         "--explain-summary", action="store_true", help="gates, experts and lists over all test users"
     )
-    parser.add_argument("--checkpoint", metavar="PATH", help="the FAME checkpoint to explain")
+    parser.add_argument("--checkpoint", metavar="PATH", help="the FAME or MIRACLE checkpoint to explain")
     parser.add_argument("--user", help="raw user id to explain")
     # Not --topk: that is RecBole's config key of the evaluated list lengths (--topk=[5,10]).
     parser.add_argument("--explain_topk", type=int, default=20, help="length of the explained lists")

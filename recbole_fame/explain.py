@@ -490,13 +490,13 @@ def plot_summary(summary, path, producer=EXPLAIN_SUMMARY):
     _save(fig, path, producer)
 
 
-def _load_fame(checkpoint_file):
-    """load_data_and_model for a FAME checkpoint, without RecBole's console log of config and data;
-    another model's checkpoint is refused before its dataset is loaded."""
+def _load_explained(checkpoint_file):
+    """load_data_and_model for a FAME or MIRACLE checkpoint, without RecBole's console log of config
+    and data; another model's checkpoint is refused before its dataset is loaded."""
     checkpoint = load_checkpoint(checkpoint_file)
     model_name = checkpoint_config(checkpoint, checkpoint_file)["model"]
-    if model_name != "FAME":
-        raise ValueError(f"Explaining needs a FAME checkpoint; {checkpoint_file} holds a {model_name}")
+    if model_name not in ("FAME", "MIRACLE"):
+        raise ValueError(f"Explaining needs a FAME or MIRACLE checkpoint; {checkpoint_file} holds a {model_name}")
     logging.disable(logging.INFO)
     try:
         config, model, dataset, _, _, test_data = data_and_model(checkpoint, checkpoint_file)
@@ -509,13 +509,21 @@ def explain_command(checkpoint, user, k=20, plot=None, overwrite=False):
     """``run_fame.py --explain``: the text explanation of ``user`` (and a figure at ``plot``)."""
     if plot:
         check_outputs(plot, EXPLAIN, overwrite)
-    config, model, dataset, test_data = _load_fame(checkpoint)
+    config, model, dataset, test_data = _load_explained(checkpoint)
     check_k(dataset, k, "--explain_topk")
     metadata = read_item_metadata(config)
-    explanation = explain_user(model, dataset, test_data, user, k)
-    text = format_explanation(explanation, metadata)
+    if config["model"] == "MIRACLE":
+        from recbole_fame import explain_interests as interests
+
+        explanation = interests.explain_user_interests(model, dataset, test_data, user, k)
+        text = interests.format_interest_explanation(explanation, metadata)
+        plot_figure = interests.plot_interest_explanation
+    else:
+        explanation = explain_user(model, dataset, test_data, user, k)
+        text = format_explanation(explanation, metadata)
+        plot_figure = plot_explanation
     if plot:
-        plot_explanation(explanation, plot, metadata)
+        plot_figure(explanation, plot, metadata)
         text += f"\n\nFigure written to {plot}"
     return text
 
@@ -525,13 +533,21 @@ def explain_summary_command(checkpoint, k=20, plot=None, overwrite=False):
     the tables beside it as ``<plot>.md``)."""
     if plot:
         check_outputs(plot, EXPLAIN_SUMMARY, overwrite)
-    config, model, dataset, test_data = _load_fame(checkpoint)
+    config, model, dataset, test_data = _load_explained(checkpoint)
     check_k(dataset, k, "--explain_topk")
-    metadata = read_item_metadata(config)
-    summary = summarize(model, dataset, test_data, k, metadata, show_progress=config["show_progress"])
-    text = format_summary(summary, checkpoint)
+    if config["model"] == "MIRACLE":
+        from recbole_fame import explain_interests as interests
+
+        summary = interests.summarize_interests(model, test_data, show_progress=config["show_progress"])
+        text = interests.format_interest_summary(summary, checkpoint)
+        plot_figure = interests.plot_interest_summary
+    else:
+        metadata = read_item_metadata(config)
+        summary = summarize(model, dataset, test_data, k, metadata, show_progress=config["show_progress"])
+        text = format_summary(summary, checkpoint)
+        plot_figure = plot_summary
     if plot:
-        plot_summary(summary, plot)
+        plot_figure(summary, plot)
         table = summary_table_path(plot)
         write_text(table, text + "\n" + output_mark(EXPLAIN_SUMMARY) + "\n")
         text += f"\nFigure written to {plot}, tables to {table}\n"

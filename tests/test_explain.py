@@ -264,7 +264,7 @@ def test_cli_errors_name_what_is_wrong(tiny_config, tmp_path, monkeypatch, capsy
         patch.setattr(recbole_fame.inference, "prepare_data", lambda config: pytest.fail("dataset loaded"))
         with pytest.raises(SystemExit) as excinfo:
             _run_fame(monkeypatch, "--explain", f"--checkpoint={sasrec}", "--user=u5")
-    assert excinfo.value.code == f"error: Explaining needs a FAME checkpoint; {sasrec} holds a SASRec"
+    assert excinfo.value.code == f"error: Explaining needs a FAME or MIRACLE checkpoint; {sasrec} holds a SASRec"
 
     with pytest.raises(SystemExit) as excinfo:
         _run_fame(monkeypatch, "--explain", f"--checkpoint={sasrec}")

@@ -215,3 +215,29 @@ def test_pipeline_pretrains_finetunes_and_evaluates_zero_shot(miracle_config):
         **miracle_config, "pretrained_path": pre["model_file"], "transductive": False, "epochs": 0})
     assert zero["epochs_run"] == 0 and os.path.isfile(zero["model_file"])
     assert 0 <= zero["test_result"]["ndcg@10"] <= 1
+
+
+def test_explanations_of_interests(miracle_config, tmp_path):
+    from recbole_fame.explain import _load_explained, explain_command, explain_summary_command
+    from recbole_fame.explain_interests import summarize_interests
+
+    result = quick_start.run(model="MIRACLE", dataset="tiny", config_dict={**miracle_config, "epochs": 1})
+    text = explain_command(result["model_file"], "u3", k=5, plot=str(tmp_path / "u3.png"))
+    assert text.startswith("User u3: the ") and "capsules active" in text
+    history = [line for line in text.splitlines() if "[capsule" in line]
+    active = {int(line.split("[capsule")[1].split("]")[0]) for line in history}
+    assert f"{len(active)} of the capsules active" in text
+    assert text.count("Interest of capsule") == len(active)
+    assert "MIRACLE: each item's best interest (Eq. 17)" in text
+    chosen = {int(line.rsplit("from capsule", 1)[1]) for line in text.splitlines() if "from capsule" in line}
+    assert chosen and chosen <= active
+    assert os.path.getsize(tmp_path / "u3.png") > 0
+
+    _, model, _, test_data = _load_explained(result["model_file"])
+    summary = summarize_interests(model, test_data)
+    assert summary.users == 40
+    assert (summary.activated_per_user >= 1).all() and (summary.activated_per_user <= summary.history_lengths).all()
+    assert abs(summary.item_load.sum() - 1) < 1e-9
+    table = explain_summary_command(result["model_file"], plot=str(tmp_path / "s.png"))
+    assert "# MIRACLE's interest capsules over 40 test users" in table
+    assert os.path.isfile(tmp_path / "s.md") and os.path.getsize(tmp_path / "s.png") > 0
