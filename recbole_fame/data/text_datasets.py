@@ -57,22 +57,25 @@ def _clean(value):
 # benchmark: the published leave-one-out split
 
 
-def _tsv_rows(path, columns):
-    """(line number, fields) for each data line of a RecBole benchmark file with header ``columns``."""
+def _tsv_rows(path, columns=None):
+    """(header, rows): the first line's tab-separated names, and (line number, fields) for each
+    data line, checked to have as many fields; ``columns``: the header it must be."""
     with _lines(path) as lines:
         header = next(lines, "").rstrip("\r\n").split("\t")
-        if header != columns:
+        if columns is not None and header != columns:
             raise ConversionError(f"{path}:1: expected the header {columns}, got {header}")
+        rows = []
         for line_no, text in enumerate(lines, 2):
             text = text.rstrip("\r\n")
             if not text:
                 continue
             fields = text.split("\t")
-            if len(fields) != len(columns):
+            if len(fields) != len(header):
                 raise ConversionError(
-                    f"{path}:{line_no}: expected {len(columns)} tab-separated fields, got {len(fields)}"
+                    f"{path}:{line_no}: expected {len(header)} tab-separated fields, got {len(fields)}"
                 )
-            yield line_no, fields
+            rows.append((line_no, fields))
+    return header, rows
 
 
 def _index_file(path):
@@ -107,7 +110,7 @@ def read_benchmark(folder, name):
     users = _index_file(path("user2index"))
     items = _index_file(path("item2index"))
     texts = {}
-    for line_no, (asin, text) in _tsv_rows(path("text"), ["item_id:token", "text:token_seq"]):
+    for line_no, (asin, text) in _tsv_rows(path("text"), ["item_id:token", "text:token_seq"])[1]:
         if asin in texts:
             raise ConversionError(f"{path('text')}:{line_no}: item {_shown(asin)} has a second text")
         texts[asin] = _clean(text)
@@ -122,7 +125,7 @@ def read_benchmark(folder, name):
     histories = {}
     for split in ("train", "valid", "test"):
         by_user = defaultdict(list)
-        for line_no, (user, history, target) in _tsv_rows(path(f"{split}.inter"), columns):
+        for line_no, (user, history, target) in _tsv_rows(path(f"{split}.inter"), columns)[1]:
             by_user[user].append((line_no, history.split(), target))
         for user, rows in by_user.items():
             if split == "train":
@@ -270,22 +273,12 @@ def _folder_and_name(path, suffix):
 
 def read_atomic(path, fields):
     """``{field: column}`` of ``fields`` from an atomic file (tab-separated, ``name:type`` header)."""
-    columns = defaultdict(list)
-    with _lines(path) as lines:
-        header = [column.split(":")[0] for column in next(lines, "").rstrip("\r\n").split("\t")]
-        missing = [field for field in fields if field not in header]
-        if missing:
-            raise ConversionError(f"{path}:1: no column {missing} (its columns: {header})")
-        index = [header.index(field) for field in fields]
-        for line_no, text in enumerate(lines, 2):
-            text = text.rstrip("\r\n")
-            if not text:
-                continue
-            values = text.split("\t")
-            if len(values) != len(header):
-                raise ConversionError(f"{path}:{line_no}: expected {len(header)} fields, got {len(values)}")
-            for field, i in zip(fields, index):
-                columns[field].append(values[i])
+    header, rows = _tsv_rows(path)
+    header = [column.split(":")[0] for column in header]
+    missing = [field for field in fields if field not in header]
+    if missing:
+        raise ConversionError(f"{path}:1: no column {missing} (its columns: {header})")
+    columns = {field: [values[header.index(field)] for _, values in rows] for field in fields}
     return columns
 
 
