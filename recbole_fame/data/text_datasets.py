@@ -230,14 +230,17 @@ def write_atomic_item(items, out_dir, name, columns=ITEM_COLUMNS):
     return path
 
 
+def _check_new_outputs(out_dir, name, overwrite):
+    """Before anything is read: neither output may exist, unless ``overwrite``."""
+    for path in (output_path(out_dir, name), item_path(out_dir, name)):
+        if not overwrite and os.path.lexists(path):
+            raise ConversionError(f"{path} exists: add --overwrite to replace it, or choose another --name")
+
+
 def convert_text_dataset(source, inputs, out_dir, name, overwrite=False):
     """Convert ``inputs`` (``benchmark``: the folder; ``json``: the folder, or the two json files)
     to ``out_dir/name/name.{inter,item}``; returns (inter path, interactions, items)."""
-    target = output_path(out_dir, name)
-    if not overwrite:
-        for path in (target, item_path(out_dir, name)):
-            if os.path.lexists(path):
-                raise ConversionError(f"{path} exists: add --overwrite to replace it, or choose another --name")
+    _check_new_outputs(out_dir, name, overwrite)
     if source == "benchmark":
         folder, prefix = _folder_and_name(inputs, ".train.inter")
         rows, texts = read_benchmark(folder, prefix)
@@ -290,9 +293,7 @@ def merge_datasets(sources, out_dir, name, overwrite=False):
     from recbole_fame.data.item_file import ItemFile
     from recbole_fame.text.encoder import item_texts
 
-    target = output_path(out_dir, name)
-    if not overwrite and os.path.lexists(target):
-        raise ConversionError(f"{target} exists: add --overwrite to replace it, or choose another --name")
+    _check_new_outputs(out_dir, name, overwrite)
     if len({dataset for dataset, _, _ in sources}) != len(sources):
         raise ConversionError(f"a dataset is named twice in {[dataset for dataset, _, _ in sources]}")
     rows, items = [], {}

@@ -87,8 +87,8 @@ class SparseInterestCapsules(nn.Module):
         capsule = activation[rows, positions]
         z = h.new_zeros(h.size(0), self.n_capsules, h.size(-1)).index_put(
             (rows, capsule), o[rows, positions].unsqueeze(-1) * q, accumulate=True)  # [B, C, d] (Eq. 11)
-        items_per_capsule = torch.zeros(h.size(0), self.n_capsules, device=h.device).scatter_add_(
-            1, activation, valid.to(h.dtype))
+        items_per_capsule = torch.zeros(h.size(0), self.n_capsules, dtype=torch.long, device=h.device).scatter_add_(
+            1, activation, valid.long())
         return squash(z), items_per_capsule > 0, s, activation  # active: I_u [B, C]
 
 

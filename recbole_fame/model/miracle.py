@@ -105,6 +105,11 @@ class MIRACLE(SequentialRecommender):
         self.initializer_range = config["initializer_range"]
         self.train_stage = config["train_stage"]
         self.transductive = config["transductive"] and self.train_stage == "finetune"
+        if self.transductive and config["epochs"] == 0 and config["pretrained_path"]:
+            raise ValueError(
+                "epochs=0 evaluates the pre-trained MIRACLE as it is (zero-shot), but transductive=True adds "
+                "item ID embeddings that nothing trained: set transductive=False"
+            )
         self.mask_ratio = config["mask_ratio"]
         self.balance_weight = config["balance_weight"]
         self.orthogonality_weight = config["orthogonality_weight"]

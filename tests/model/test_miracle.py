@@ -66,15 +66,36 @@ def test_capsules_route_each_item_to_its_closest_capsule(miracle_config):
                 assert torch.count_nonzero(u[b, j]) == 0
 
 
-def test_routing_updates_cannot_change_the_coupling():
-    """Eq. 12-14: with Eq. 8's -inf mask, any b gives the same one-hot c, so one pass is all routing."""
+def test_capsules_equal_literal_dynamic_routing():
+    """Eq. 10-14 as the paper writes them, tau = 3 iterations from b = s: the module's one pass
+    gives the same interests (Eq. 8's mask makes the coupling one-hot whatever b holds)."""
     torch.manual_seed(1)
-    s = torch.randn(2, 5, 4)
-    activation = s.argmax(-1)
+    capsules = SparseInterestCapsules(8, 4, 5, noise=0.0, layer_norm_eps=1e-12, initializer_range=0.5).eval()
+    h = torch.randn(2, 5, 8)
+    valid = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    u, _, s, activation = capsules(h, valid)
     m = torch.full_like(s, float("-inf")).scatter_(-1, activation.unsqueeze(-1), 0.0)
-    b = s + 10 * torch.randn_like(s)  # b after any number of Eq. 14 updates
-    assert torch.equal(torch.softmax(s + m, -1), torch.softmax(b + m, -1))
-    assert torch.equal(torch.softmax(s + m, -1), torch.nn.functional.one_hot(activation, 4).float())
+    positions = torch.arange(5)
+    e = capsules.attention_score(torch.tanh(capsules.attention_hidden(
+        h + capsules.interest_position_embedding(positions)))).squeeze(-1)
+    o = torch.softmax(e.masked_fill(~valid, float("-inf")), dim=-1)
+    q = capsules.feature_LayerNorm(torch.tanh(capsules.feature(h)) + h)
+    b = s.clone()
+    for _ in range(3):
+        c = torch.softmax(b + m, dim=-1) * valid.unsqueeze(-1)  # Eq. 12
+        z = torch.einsum("bnc,bn,bnd->bcd", c, o, q)  # Eq. 11
+        literal = squash(z)  # Eq. 13
+        b = b + torch.einsum("bnd,bcd->bnc", h, literal)  # Eq. 14
+    torch.testing.assert_close(u, literal)
+
+
+def test_noise_only_in_training():
+    torch.manual_seed(4)
+    capsules = SparseInterestCapsules(8, 4, 5, noise=0.2, layer_norm_eps=1e-12, initializer_range=0.5)
+    h = torch.randn(2, 5, 8)
+    exact = torch.einsum("bnd,cd->bnc", h, capsules.base_vectors)
+    assert not torch.equal(capsules.train().similarities(h), exact)
+    assert torch.equal(capsules.eval().similarities(h), exact)
 
 
 def test_forced_activation_is_used():
@@ -118,8 +139,30 @@ def test_full_sort_matches_predict_and_ranks_every_item(miracle_config):
     with torch.no_grad():
         full = model.full_sort_predict(batch)
         assert full.shape == (len(batch), model.n_items)
-        batch.update(type(batch)({model.ITEM_ID: torch.full((len(batch),), 3)}))
-        torch.testing.assert_close(model.predict(batch), full[:, 3])
+        for item in (1, 3, model.n_items - 1):
+            batch.update(type(batch)({model.ITEM_ID: torch.full((len(batch),), item)}))
+            torch.testing.assert_close(model.predict(batch), full[:, item])
+
+
+def test_masked_view_is_forced_to_the_original_activation(miracle_config, monkeypatch):
+    model, _, train_data, _ = build(miracle_config, train_stage="pretrain")
+    model.train()
+    calls = []
+    interests = model.interests
+
+    def recording(item_seq, x, masked=None, activation=None):
+        result = interests(item_seq, x, masked=masked, activation=activation)
+        calls.append((masked, activation, result))
+        return result
+
+    monkeypatch.setattr(model, "interests", recording)
+    batch = first_batch(train_data)
+    model.calculate_loss(batch)
+    (none_masked, none_forced, original), (masked, forced, view) = calls
+    assert none_masked is None and none_forced is None
+    valid = batch[model.ITEM_SEQ] > 0
+    assert masked.any() and not (masked & ~valid).any()  # only items are masked, never padding
+    assert torch.equal(forced, original[3]) and torch.equal(view[3], original[3])  # Eq. 15's forced activation
 
 
 def test_stages_train_what_the_paper_says(miracle_config):
@@ -157,6 +200,36 @@ def test_finetuning_loads_the_pretrained_model_and_freezes_its_encoder(miracle_c
     assert config["freeze_encoder"] is True
     assert not any(p.requires_grad for p in model.trm_encoder.parameters())
     assert model.adaptor.expert_weight.requires_grad and model.item_embedding.weight.requires_grad
+    for overrides in ({"freeze_encoder": False}, {"train_stage": "pretrain"}):
+        model, config, _, _ = build(miracle_config, pretrained_path=path, **overrides)
+        assert config["freeze_encoder"] is False
+        assert all(p.requires_grad for p in model.trm_encoder.parameters())
+    with pytest.raises(ValueError, match="epochs=0 evaluates the pre-trained MIRACLE as it is .* set transductive=False"):
+        build(miracle_config, pretrained_path=path, epochs=0)
+
+
+def test_length_groups_encode_every_row_as_the_whole_batch_does(miracle_config, monkeypatch):
+    from recbole_fame.model import miracle
+
+    model, _, train_data, _ = build(miracle_config, length_groups=3)
+    model.eval()
+    item_seq = first_batch(train_data)[model.ITEM_SEQ]
+    x = model.item_representations().detach()
+    cuts = []
+
+    def thirds(lengths, groups):  # three groups whatever the lengths (the pipeline's cuts may merge them)
+        n = len(lengths)
+        cuts.append([0, n // 3, 2 * n // 3, n])
+        return cuts[-1]
+
+    monkeypatch.setattr(miracle, "group_bounds", thirds)
+    with torch.no_grad():
+        grouped = model.encode(item_seq, x)
+        model.length_groups = 1
+        whole = model.encode(item_seq, x)
+    assert cuts and len(set(cuts[0])) == 4
+    torch.testing.assert_close(grouped, whole)
+    assert torch.equal(grouped[item_seq == 0], torch.zeros_like(grouped[item_seq == 0]))
 
 
 @pytest.mark.parametrize("change, message", [
