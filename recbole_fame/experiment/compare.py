@@ -149,7 +149,8 @@ def resolve_model(name):
             # MIRACLE's pretrained_path is the user's pre-training checkpoint, not a stage 1 of its own.
             if key in CONTROLLED_KEYS and not (key == "pretrained_path" and model == "MIRACLE"):
                 raise ValueError(f"'{key}' in --models '{name}' cannot be set: {CONTROLLED_KEYS[key]}")
-            if key in VARIANT_REFUSED_KEYS or key.startswith(VARIANT_REFUSED_PREFIXES):
+            # MIRACLE's text keys are its own model's settings, not a stage 1's.
+            if key in VARIANT_REFUSED_KEYS or (key.startswith(VARIANT_REFUSED_PREFIXES) and model != "MIRACLE"):
                 raise ValueError(
                     f"'{key}' in --models '{name}' cannot be set for one variant: it would change "
                     f"the protocol or FAME's stage 1; give it to the whole comparison as --{key}=..."

@@ -51,7 +51,20 @@ PRETRAINED_KEYS = (
     "n_adaptor_experts",
     "n_capsules",
     "MAX_ITEM_LIST_LENGTH",
+    "text_standardize",
 )
+
+
+def standardized(text):
+    """Each dimension of the items' text vectors (rows 1.., not the padding row 0) to mean 0 and
+    variance 1 over the dataset's items. The packaged encoder's vectors have unit length, BERT's
+    [CLS] vectors (the paper's) norms of about 10-20: standardised, x_i starts on BERT's scale
+    (norm about sqrt(d_b)) and the scores u_j . x_v (|u_j| < 1 after the squash) can grow as the
+    paper's did (``docs/miracle.md``, text scale)."""
+    items = text[1:]
+    out = torch.zeros_like(text)
+    out[1:] = (items - items.mean(0)) / items.std(0).clamp_min(1e-6)
+    return out
 
 
 class MIRACLE(SequentialRecommender):
@@ -93,6 +106,7 @@ class MIRACLE(SequentialRecommender):
         "pretrained_path": optional(text),
         "loss_type": one_of("CE"),
         "text_encoder": text,
+        "text_standardize": boolean,
     }
 
     def __init__(self, config, dataset):
@@ -120,7 +134,10 @@ class MIRACLE(SequentialRecommender):
 
         # t_i of every item by internal id (Eq. 1), [n_items, d_b]: recomputed from the text cache
         # when the model is built, so checkpoints do not carry it (nor another dataset's).
-        self.register_buffer("item_text", dataset_text_vectors(config, dataset, "MIRACLE"), persistent=False)
+        text = dataset_text_vectors(config, dataset, "MIRACLE")
+        if config["text_standardize"]:
+            text = standardized(text)
+        self.register_buffer("item_text", text, persistent=False)
         self.adaptor = MoEAdaptor(
             self.item_text.size(1), self.hidden_size, config["n_adaptor_experts"],
             config["hidden_dropout_prob"], self.initializer_range,

@@ -405,6 +405,13 @@ def test_stage_one_is_the_sasrec_baseline_only_when_backbones_match(settings, mo
         key = refused.split(":")[1].split("=")[0]
         with pytest.raises(ValueError, match=rf"'{key}' in --models '{refused}' cannot be set for one variant"):
             plan("tiny", [refused], [1], overrides=settings)
+    # MIRACLE's text keys and pre-trained checkpoint are its own settings; FAME's checkpoint is stage 1's.
+    from recbole_fame.experiment.compare import resolve_model
+
+    assert resolve_model("MIRACLE:text_standardize=False,pretrained_path=pre.pth") == (
+        "MIRACLE", {"text_standardize": "False", "pretrained_path": "pre.pth"})
+    with pytest.raises(ValueError, match=r"'pretrained_path' in --models 'FAME:pretrained_path=s.pth' cannot be set"):
+        resolve_model("FAME:pretrained_path=s.pth")
     with pytest.raises(ValueError, match=r"'n_experts' is given twice in --models 'FAME:n_experts=2,n_experts=3'"):
         plan("tiny", ["FAME:n_experts=2,n_experts=3"], [1], overrides=settings)
     # File names: plain labels as they are, a variant's ':' and ',' replaced, plus a hash of the label.
