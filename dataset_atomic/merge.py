@@ -35,7 +35,7 @@ def parse_source(spec, data_path):
     return dataset, source_folder(dataset, data_path), fields
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
@@ -45,7 +45,11 @@ def main():
     parser.add_argument("--data_path", default="dataset_atomic", help="folder of the datasets (default: dataset_atomic)")
     parser.add_argument("--out", default="dataset_atomic", help="folder of datasets to write to (default: dataset_atomic)")
     parser.add_argument("--overwrite", action="store_true", help="replace <out>/<name>/ files if they exist")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = build_parser().parse_args()
     try:
         sources = [parse_source(spec, args.data_path) for spec in args.datasets]
         path, count, items = merge_datasets(sources, args.out, args.name, args.overwrite)

@@ -19,7 +19,7 @@ PAGES = sorted(
 )
 # The repository's own folders: a path in inline code that starts with one of them must exist.
 REPO_FOLDERS = ("recbole_fame", "properties", "benchmarks", "results", "docs", "tests", "dataset_atomic")
-SCRIPTS = ("run_fame.py", "run_compare.py", "run_hyper.py", "dataset_atomic/convert.py")
+SCRIPTS = ("run_fame.py", "run_compare.py", "run_hyper.py", "dataset_atomic/convert.py", "dataset_atomic/merge.py")
 
 
 def _rel(path):
@@ -199,7 +199,7 @@ def _check_command(args, where, monkeypatch):
     elif script == "run_hyper.py":
         _, rest = load_script("run_hyper.py").build_parser().parse_known_args(argv)
         _check_config_args(rest, where)
-    elif script == "dataset_atomic/convert.py":
+    elif script in ("dataset_atomic/convert.py", "dataset_atomic/merge.py"):
         load_script(script).build_parser().parse_args(argv)
     elif script.startswith("benchmarks/"):
         monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
