@@ -85,23 +85,25 @@ def format_interest_explanation(e, metadata=None):
 
 
 def plot_interest_explanation(e, path, metadata=None, producer=EXPLAIN):
-    """History items on the left, coloured by capsule; each active interest's top items beside."""
+    """History items on the left, coloured by capsule; each active interest's top items beside it,
+    one column (2.4 inches, 34 characters) per interest."""
     metadata = metadata or ItemMetadata()
-    figure = new_figure(figsize=(12, 0.32 * max(len(e.history), 12) + 1.5))
-    axes = figure.subplots()
+    history_width, column_width = 5.0, 2.4
+    width = history_width + column_width * max(len(e.interests), 1)
+    figure = new_figure(figsize=(width, 0.32 * max(len(e.history), 12) + 1.5))
+    axes = figure.add_axes([0, 0, 1, 1])
     axes.axis("off")
     colours = {c: f"C{i % 10}" for i, c in enumerate(e.interests)}
-    axes.text(0.0, 1.0, f"User {e.user}: history (capsule)", fontsize=10, weight="bold", va="top")
+    axes.text(0.01, 0.98, f"User {e.user}: history [capsule]", fontsize=10, weight="bold", va="top")
     for i, (item, capsule) in enumerate(zip(e.history, e.capsules)):
-        axes.text(0.0, 0.96 - i * 0.9 / max(len(e.history), 12), f"[{capsule}] {metadata.label(item, 45)}",
+        axes.text(0.01, 0.93 - i * 0.88 / max(len(e.history), 12), f"[{capsule}] {metadata.label(item, 60)}",
                   color=colours.get(capsule, "k"), fontsize=8, va="top")
-    width = 0.55 / max(len(e.interests), 1)
     for column, (capsule, topk) in enumerate(e.interests.items()):
-        x = 0.42 + column * width
-        axes.text(x, 1.0, f"capsule {capsule}", color=colours[capsule], fontsize=9, weight="bold", va="top")
-        for rank, item in enumerate(topk.items[:10]):
-            mark = "*" if item == e.target else ""
-            axes.text(x, 0.96 - rank * 0.9 / 12, mark + metadata.label(item, int(140 * width)),
+        x = (history_width + column * column_width) / width
+        axes.text(x, 0.98, f"interest of capsule {capsule}", color=colours[capsule], fontsize=9, weight="bold", va="top")
+        for rank, item in enumerate(topk.items[:12]):
+            mark = "* " if item == e.target else ""
+            axes.text(x, 0.93 - rank * 0.88 / 12, mark + metadata.label(item, 34),
                       fontsize=7, va="top", color=colours[capsule])
     _save(figure, path, producer)
 
@@ -181,6 +183,7 @@ def plot_interest_summary(s, path, producer=EXPLAIN_SUMMARY):
     shown = max(int(np.flatnonzero(counts).max()) + 1, 2)
     left.bar(range(shown), counts[:shown] / s.users, color="#4c72b0")
     left.set_xlabel("capsules a user activates")
+    left.set_xticks(range(0, shown, max(1, shown // 10)))
     left.set_ylabel("share of test users")
     left.set_title(f"Activated interests ({s.users} users, C = {s.n_capsules})", fontsize=10)
     order = np.argsort(-s.item_load, kind="stable")
