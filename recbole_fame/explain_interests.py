@@ -125,10 +125,11 @@ def summarize_interests(model, test_data, show_progress=False):
     activated, lengths = [], []
     items = torch.zeros(model.capsules.n_capsules, dtype=torch.float64)
     users = torch.zeros(model.capsules.n_capsules, dtype=torch.float64)
+    x = model.item_representations()  # the same for every batch
     for batch in tqdm(test_data, disable=not show_progress, desc="interests"):
         interaction = batch[0].to(model.device)
         item_seq = interaction[model.ITEM_SEQ]
-        _, active, _, activation = model.interests(item_seq, model.item_representations())
+        _, active, _, activation = model.interests(item_seq, x)
         valid = item_seq > 0
         activated.append(active.sum(1).cpu())
         lengths.append(valid.sum(1).cpu())

@@ -43,6 +43,7 @@ from recbole_fame.config import PROTOCOL_FILE, Config, dataset_settings_file, mo
 from recbole_fame.data import check_dataset_files
 from recbole_fame.data.length_groups import length_groups_setting
 from recbole_fame.experiment.report import REPORT_FILES, read_paper_table, write_reports
+from recbole_fame.text.pretrain import TEXT_INIT_MODELS
 from recbole_fame.files import check_folder_outputs, write_json
 from recbole_fame.model import PLUGIN_MODELS
 from recbole_fame.quick_start import BACKBONE_KEYS, check_config, run
@@ -149,8 +150,9 @@ def resolve_model(name):
             # MIRACLE's pretrained_path is the user's pre-training checkpoint, not a stage 1 of its own.
             if key in CONTROLLED_KEYS and not (key == "pretrained_path" and model == "MIRACLE"):
                 raise ValueError(f"'{key}' in --models '{name}' cannot be set: {CONTROLLED_KEYS[key]}")
-            # MIRACLE's text keys are its own model's settings, not a stage 1's.
-            if key in VARIANT_REFUSED_KEYS or (key.startswith(VARIANT_REFUSED_PREFIXES) and model != "MIRACLE"):
+            # The text pre-training's keys initialise FAME, its stage 1 and SASRec (TEXT_INIT_MODELS);
+            # a model with text keys of its own (MIRACLE) may vary them.
+            if key in VARIANT_REFUSED_KEYS or (key.startswith(VARIANT_REFUSED_PREFIXES) and model in TEXT_INIT_MODELS):
                 raise ValueError(
                     f"'{key}' in --models '{name}' cannot be set for one variant: it would change "
                     f"the protocol or FAME's stage 1; give it to the whole comparison as --{key}=..."

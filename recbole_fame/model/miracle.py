@@ -57,10 +57,10 @@ PRETRAINED_KEYS = (
 
 def standardized(text):
     """Each dimension of the items' text vectors (rows 1.., not the padding row 0) to mean 0 and
-    variance 1 over the dataset's items. The packaged encoder's vectors have unit length, BERT's
-    [CLS] vectors (the paper's) norms of about 10-20: standardised, x_i starts on BERT's scale
-    (norm about sqrt(d_b)) and the scores u_j . x_v (|u_j| < 1 after the squash) can grow as the
-    paper's did (``docs/miracle.md``, text scale)."""
+    variance 1 over the dataset's items. The packaged encoder's vectors have unit length (the
+    paper's BERT [CLS] outputs are not normalised): standardised, t_i has a norm of about
+    sqrt(d_b), and the scores u_j . x_v (|u_j| < 1 after the squash) are not held near 0 from the
+    start (``docs/miracle.md``, text scale)."""
     items = text[1:]
     out = torch.zeros_like(text)
     out[1:] = (items - items.mean(0)) / items.std(0).clamp_min(1e-6)
@@ -235,9 +235,11 @@ class MIRACLE(SequentialRecommender):
         valid = item_seq > 0
         return self.capsules(self.encode(item_seq, x, masked), valid, activation)
 
-    def forward(self, item_seq, item_seq_len):
-        """The interests u [B, C, d] and which are activated, [B, C] (I_u)."""
-        u, active, _, _ = self.interests(item_seq, self.item_representations())
+    def forward(self, item_seq, item_seq_len, x=None):
+        """The interests u [B, C, d] and which are activated, [B, C] (I_u); ``x``: the items'
+        representations when the caller has them already."""
+        x = self.item_representations() if x is None else x
+        u, active, _, _ = self.interests(item_seq, x)
         return u, active
 
     def calculate_loss(self, interaction):
@@ -275,14 +277,15 @@ class MIRACLE(SequentialRecommender):
         return self.loss_fct(logits, torch.arange(len(rows), device=item_seq.device))
 
     def predict(self, interaction):
-        u, active = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        x = self.item_representations()[interaction[self.ITEM_ID]]  # [B, d]
-        scores = torch.einsum("bcd,bd->bc", u, x)
+        x = self.item_representations()  # [n_items, d], once for the sequences and the candidates
+        u, active = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], x)
+        scores = torch.einsum("bcd,bd->bc", u, x[interaction[self.ITEM_ID]])
         return scores.masked_fill(~active, float("-inf")).amax(1)  # [B] (Eq. 17)
 
     def full_sort_predict(self, interaction):
-        u, active = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return interest_scores(u, active, self.item_representations())  # [B, n_items] (Eq. 17)
+        x = self.item_representations()  # [n_items, d], once for the sequences and the ranking
+        u, active = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], x)
+        return interest_scores(u, active, x)  # [B, n_items] (Eq. 17)
 
     def interest_analysis(self, interaction):
         """What the explanation and the activation statistics show, in eval mode: interests
