@@ -8,6 +8,10 @@ transductive) and, to tell the model from its size, SASRec at MIRACLE's width an
 300, 2 heads, inner 256, batch 1024). Each repetition trains one epoch of each, in an order that
 rotates by repetition, and times ``--eval_reps`` full-sort validations after each epoch. Medians
 (min-max) over the repetitions; the ratios are against SASRec's, in the same process.
+
+With ``--breakdown_steps N`` it then times, on MIRACLE's first N training batches, a whole step
+(loss, backward) against its text adaptor alone (every item's text through Eq. 2-4, forward and
+backward), which every step of Eq. 23 needs: where MIRACLE's extra cost goes.
 """
 
 import argparse
@@ -40,6 +44,8 @@ def build_parser():
     parser.set_defaults(dataset="Scientific")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--eval_reps", type=int, default=2)
+    parser.add_argument("--breakdown_steps", type=int, default=0,
+                        help="then time MIRACLE's step against its adaptor alone on this many batches")
     parser.add_argument("--out", default=None, help="markdown report (default: print only)")
     add_overwrite_arg(parser)
     return parser
@@ -47,6 +53,38 @@ def build_parser():
 
 def fmt(values, digits=2):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def timed(work):
+    """Seconds ``work()`` and its backward take."""
+    start = time.perf_counter()
+    work().backward()
+    return time.perf_counter() - start
+
+
+def step_breakdown(trainer, train_data, steps):
+    """Lines of the table of a MIRACLE step against its adaptor alone (module docstring)."""
+    model = trainer.model
+    model.train()
+    batches = []
+    for batch in train_data:
+        batches.append(batch.to(model.device))
+        if len(batches) == steps:
+            break
+    parts = {"whole step (loss and backward)": lambda batch: model.calculate_loss(batch),
+             "text adaptor over every item (Eq. 2-4, forward and backward)":
+                 lambda batch: model.item_representations().sum()}
+    times = {label: [] for label in parts}
+    for i, batch in enumerate(batches):
+        for label in list(parts)[:: 1 if i % 2 == 0 else -1]:  # order alternating by batch
+            times[label].append(timed(lambda: parts[label](batch)))
+            model.zero_grad(set_to_none=True)
+    whole = statistics.median(times["whole step (loss and backward)"])
+    lines = ["", f"MIRACLE's step on its first {len(batches)} training batches, medians (min-max) in ms:", "",
+             "| part | ms per step | share of the step |", "|---|---|---|"]
+    for label, values in times.items():
+        lines.append(f"| {label} | {fmt([v * 1000 for v in values], 1)} | {statistics.median(values) / whole:.2f} |")
+    return lines
 
 
 def main():
@@ -95,6 +133,8 @@ def main():
         for kind in ("epoch", "eval"):
             cells += [fmt(times[label][kind]), f"{statistics.median(times[label][kind]) / sasrec[kind]:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    if args.breakdown_steps:
+        lines += step_breakdown(trainers["MIRACLE"], data["MIRACLE"][0], args.breakdown_steps)
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:

@@ -242,11 +242,12 @@ def main():
                                                  compact_sequences=compact, **extra)
         times = {key: {"epoch": [], "eval": []} for key in epochs}
         for rep in range(args.reps):
-            # One pipeline at a time, SASRec and FAME back to back, the first of the two alternating
-            # by repetition: the machine's speed drifts over minutes, and a drift then falls on
-            # both models of a ratio alike.
+            # One pipeline at a time, SASRec and FAME back to back; which model and which pipeline
+            # goes first alternates by repetition: the machine's speed drifts over minutes (and a
+            # process's heap grows), and a drift then falls on both sides of a ratio alike.
             order = ("SASRec", fame) if rep % 2 == 0 else (fame, "SASRec")
-            for pipeline, name in ((pipeline, name) for pipeline in pipelines for name in order):
+            pipeline_order = list(pipelines) if rep % 2 == 0 else list(pipelines)[::-1]
+            for pipeline, name in ((pipeline, name) for pipeline in pipeline_order for name in order):
                 trainer = epochs[(name, pipeline)]
                 fast, groups, compact = pipelines[pipeline]
                 train_data, valid_data, _ = data[(groups, compact)]
@@ -266,8 +267,8 @@ def main():
             "### Epoch and full-sort validation",
             "",
             "stock = RecBole 1.2.1 as shipped (RecBole's loaders, layers and trainer, anomaly detection on). "
-            "Epochs run pipeline by pipeline, SASRec's and FAME's back to back, which one first "
-            f"alternating by repetition. Validation: {args.eval_reps} timings after each epoch, "
+            "Epochs run pipeline by pipeline, SASRec's and FAME's back to back; the order of the "
+            f"pipelines, and of the two models, reverses every repetition. Validation: {args.eval_reps} timings after each epoch, "
             "median and range over all.",
             "",
             f"| model | pipeline | train epoch s | / {baseline}, same model | / SASRec, same pipeline | valid eval s "

@@ -1,0 +1,36 @@
+"""benchmarks/compact_equivalence.py: the Beauty-sized equivalence check of the compact storage,
+run on the tiny dataset, and its comparison catching a difference."""
+
+import os
+import sys
+
+import torch
+from recbole.data.interaction import Interaction
+
+from helpers import load_script
+
+equivalence = load_script(os.path.join("benchmarks", "compact_equivalence.py"))
+
+
+def test_the_report_finds_both_storages_equal(tiny_data, tmp_path, monkeypatch):
+    out = str(tmp_path / "equivalence.md")
+    monkeypatch.setattr(sys, "argv", ["compact_equivalence.py", "--dataset=tiny", f"--data_path={tiny_data}",
+                                      "--models", "SASRec", "--epochs=1", "--batch=7", f"--out={out}"])
+    equivalence.main()
+    report = open(out, encoding="utf-8").read()
+    for split in ("train", "valid", "test"):
+        assert any(line.startswith(f"| {split} |") and line.endswith("| equal |") for line in report.splitlines())
+    assert "| SASRec | compact |" in report and "**differs**" not in report
+    assert report.count(": equal (all ") == 4  # 2 rankings x valid, test
+    assert "**Everything equal.**" in report
+
+
+def test_a_differing_value_or_dtype_is_named():
+    history = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    expected = Interaction({"item_id_list": history, "item_length": torch.tensor([2, 1])})
+    assert equivalence.differing_fields(expected, Interaction(dict(expected.interaction))) == []
+    changed = Interaction({"item_id_list": torch.tensor([[1, 2, 0], [3, 4, 0]]), "item_length": torch.tensor([2, 1])})
+    assert equivalence.differing_fields(expected, changed) == ["item_id_list"]
+    narrower = Interaction({"item_id_list": history, "item_length": torch.tensor([2, 1], dtype=torch.int32)})
+    assert equivalence.differing_fields(expected, narrower) == ["item_length"]
+    assert equivalence.differing_fields(expected, Interaction({"item_id_list": history})) == ["item_length"]
