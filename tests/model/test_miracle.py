@@ -144,6 +144,40 @@ def test_full_sort_matches_predict_and_ranks_every_item(miracle_config):
             torch.testing.assert_close(model.predict(batch), full[:, item])
 
 
+def test_evaluation_maps_the_items_once_per_state_of_the_weights(miracle_config):
+    model, config, train_data, valid_data = build(miracle_config, transductive=True)
+    batch = first_batch(valid_data)
+    calls = []
+    model.adaptor.register_forward_hook(lambda *args: calls.append(1))
+
+    def evaluated():
+        with torch.no_grad():
+            return model.full_sort_predict(batch), model._item_representations()
+
+    model.eval()
+    first, uncached = evaluated()
+    again, _ = evaluated()
+    assert len(calls) == 3 and torch.equal(first, again)  # the second evaluation reused the items
+    torch.testing.assert_close(model.item_representations().detach(), uncached, rtol=0, atol=0)
+    # Every way the weights change in evaluation is seen: an in-place update, a loaded state.
+    for change in (lambda: model.adaptor.expert_weight.mul_(2), lambda: model.item_embedding.weight.add_(0.5),
+                   lambda: model.load_state_dict({k: v * 0.5 for k, v in model.state_dict().items()})):
+        before = calls.count(1)
+        with torch.no_grad():
+            change()
+        scores, uncached = evaluated()
+        assert calls.count(1) == before + 2 and not torch.equal(scores, first)
+        with torch.no_grad():
+            assert torch.equal(model.item_representations(), uncached)
+        first = scores
+    model.train()
+    assert model._evaluated_items is None
+    with torch.no_grad():  # training mode: never cached (dropout draws anew)
+        model.item_representations()
+        model.item_representations()
+    assert model._evaluated_items is None
+
+
 def test_masked_view_is_forced_to_the_original_activation(miracle_config, monkeypatch):
     model, _, train_data, _ = build(miracle_config, train_stage="pretrain")
     model.train()
@@ -329,10 +363,14 @@ def test_speed_benchmark_reports_miracle_against_sasrec(tiny_data, stub_encoder,
     out = tmp_path / "speed.md"
     benchmark = load_script("benchmarks/miracle_speed.py")
     monkeypatch.setattr(sys, "argv", ["miracle_speed.py", "--dataset=tiny", f"--data_path={tiny_data}",
-                                      "--reps=1", "--eval_reps=1", f"--out={out}"])
+                                      "--reps=1", "--eval_reps=1", "--breakdown_steps=2", f"--out={out}"])
     benchmark.main()
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    rows, breakdown = rows[1:4], rows[5:]
     assert [row.split(" | ")[0] for row in rows] == ["| SASRec", "| MIRACLE", "| SASRec at MIRACLE's width and batch"]
+    assert [row.split(" | ")[0] for row in breakdown] == [
+        "| whole step (loss and backward)", "| text adaptor over every item (Eq. 2-4, forward and backward)"]
+    assert breakdown[0].split(" | ")[2] == "1.00 |" and float(breakdown[1].split(" | ")[2].rstrip(" |")) >= 0
     assert rows[0].split(" | ")[4] == "1.00" and rows[1].split(" | ")[1:3] == ["300", "1024"]
     with pytest.raises(FileExistsError):  # a file the benchmark did not write is not replaced
         out.write_text("mine\n")
