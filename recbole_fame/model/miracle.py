@@ -138,7 +138,6 @@ class MIRACLE(SequentialRecommender):
         if config["text_standardize"]:
             text = standardized(text)
         self.register_buffer("item_text", text, persistent=False)
-        self._evaluated_items = None  # (key, x) of item_representations in evaluation
         self.adaptor = MoEAdaptor(
             self.item_text.size(1), self.hidden_size, config["n_adaptor_experts"],
             config["hidden_dropout_prob"], self.initializer_range,
@@ -198,31 +197,9 @@ class MIRACLE(SequentialRecommender):
     # ------------------------------------------------------------------ the model's equations
 
     def item_representations(self):
-        """x_i (+ e_i when transductive) of every item, [n_items, d] (Eq. 2).
-
-        Evaluated (eval mode, no gradients), it is computed once per state of the weights instead
-        of once per batch: mapping every item's text through the adaptor costs more than the rest
-        of a full-sort batch. The cache is keyed on the tensors it reads (address, dtype and
-        version, which every in-place update such as an optimizer step or ``load_state_dict``
-        bumps) and dropped whenever the mode changes."""
-        if self.training or torch.is_grad_enabled():
-            return self._item_representations()
-        key = tuple((t.data_ptr(), t.dtype, t._version) for t in self._item_inputs())
-        if self._evaluated_items is None or self._evaluated_items[0] != key:
-            self._evaluated_items = (key, self._item_representations())
-        return self._evaluated_items[1]
-
-    def _item_representations(self):
+        """x_i (+ e_i when transductive) of every item, [n_items, d] (Eq. 2)."""
         x = self.adaptor(self.item_text)
         return x + self.item_embedding.weight if self.transductive else x
-
-    def _item_inputs(self):
-        """The tensors x_i (+ e_i) is computed from."""
-        return [self.item_text, *self.adaptor.parameters()] + ([self.item_embedding.weight] if self.transductive else [])
-
-    def train(self, mode=True):
-        self._evaluated_items = None
-        return super().train(mode)
 
     def encode(self, item_seq, x, masked=None):
         """H [B, N, d] (Eq. 5-6): the items' representations ``x`` [n_items, d] along the

@@ -144,40 +144,6 @@ def test_full_sort_matches_predict_and_ranks_every_item(miracle_config):
             torch.testing.assert_close(model.predict(batch), full[:, item])
 
 
-def test_evaluation_maps_the_items_once_per_state_of_the_weights(miracle_config):
-    model, config, train_data, valid_data = build(miracle_config, transductive=True)
-    batch = first_batch(valid_data)
-    calls = []
-    model.adaptor.register_forward_hook(lambda *args: calls.append(1))
-
-    def evaluated():
-        with torch.no_grad():
-            return model.full_sort_predict(batch), model._item_representations()
-
-    model.eval()
-    first, uncached = evaluated()
-    again, _ = evaluated()
-    assert len(calls) == 3 and torch.equal(first, again)  # the second evaluation reused the items
-    torch.testing.assert_close(model.item_representations().detach(), uncached, rtol=0, atol=0)
-    # Every way the weights change in evaluation is seen: an in-place update, a loaded state.
-    for change in (lambda: model.adaptor.expert_weight.mul_(2), lambda: model.item_embedding.weight.add_(0.5),
-                   lambda: model.load_state_dict({k: v * 0.5 for k, v in model.state_dict().items()})):
-        before = calls.count(1)
-        with torch.no_grad():
-            change()
-        scores, uncached = evaluated()
-        assert calls.count(1) == before + 2 and not torch.equal(scores, first)
-        with torch.no_grad():
-            assert torch.equal(model.item_representations(), uncached)
-        first = scores
-    model.train()
-    assert model._evaluated_items is None
-    with torch.no_grad():  # training mode: never cached (dropout draws anew)
-        model.item_representations()
-        model.item_representations()
-    assert model._evaluated_items is None
-
-
 def test_masked_view_is_forced_to_the_original_activation(miracle_config, monkeypatch):
     model, _, train_data, _ = build(miracle_config, train_stage="pretrain")
     model.train()
