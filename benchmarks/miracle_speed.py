@@ -9,9 +9,10 @@ transductive) and, to tell the model from its size, SASRec at MIRACLE's width an
 rotates by repetition, and times ``--eval_reps`` full-sort validations after each epoch. Medians
 (min-max) over the repetitions; the ratios are against SASRec's, in the same process.
 
-With ``--breakdown_steps N`` it then times, on MIRACLE's first N training batches, a whole step
-(loss, backward) against its text adaptor alone (every item's text through Eq. 2-4, forward and
-backward), which every step of Eq. 23 needs: where MIRACLE's extra cost goes.
+With ``--breakdown_steps N`` it then times, on MIRACLE's first N training batches, a step's loss
+and backward (not the optimizer step) against the item representations alone (every item's text
+through the adaptor, Eq. 2-4, plus the ID embeddings when transductive; forward and backward),
+which every step of Eq. 23 needs: where MIRACLE's extra cost goes.
 """
 
 import argparse
@@ -55,10 +56,13 @@ def fmt(values, digits=2):
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
-def timed(work):
-    """Seconds ``work()`` and its backward take."""
+def timed(work, device):
+    """Seconds ``work()`` and its backward take (on a GPU, until its kernels have finished)."""
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize()
     start = time.perf_counter()
     work().backward()
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -72,15 +76,15 @@ def step_breakdown(trainer, train_data, steps):
         if len(batches) == steps:
             break
     parts = {"whole step (loss and backward)": lambda batch: model.calculate_loss(batch),
-             "text adaptor over every item (Eq. 2-4, forward and backward)":
+             "item representations: text adaptor over every item (Eq. 2-4), forward and backward":
                  lambda batch: model.item_representations().sum()}
     times = {label: [] for label in parts}
     for work in parts.values():  # untimed: the first call allocates
-        timed(lambda: work(batches[0]))
+        timed(lambda: work(batches[0]), model.device)
         model.zero_grad(set_to_none=True)
     for i, batch in enumerate(batches):
         for label in list(parts)[:: 1 if i % 2 == 0 else -1]:  # order alternating by batch
-            times[label].append(timed(lambda: parts[label](batch)))
+            times[label].append(timed(lambda: parts[label](batch), model.device))
             model.zero_grad(set_to_none=True)
     whole = statistics.median(times["whole step (loss and backward)"])
     lines = ["", f"MIRACLE's step on its first {len(batches)} training batches, medians (min-max) in ms:", "",

@@ -335,7 +335,7 @@ def test_speed_benchmark_reports_miracle_against_sasrec(tiny_data, stub_encoder,
     rows, breakdown = rows[1:4], rows[5:]
     assert [row.split(" | ")[0] for row in rows] == ["| SASRec", "| MIRACLE", "| SASRec at MIRACLE's width and batch"]
     assert [row.split(" | ")[0] for row in breakdown] == [
-        "| whole step (loss and backward)", "| text adaptor over every item (Eq. 2-4, forward and backward)"]
+        "| whole step (loss and backward)", "| item representations: text adaptor over every item (Eq. 2-4), forward and backward"]
     assert breakdown[0].split(" | ")[2] == "1.00 |" and float(breakdown[1].split(" | ")[2].rstrip(" |")) >= 0
     assert rows[0].split(" | ")[4] == "1.00" and rows[1].split(" | ")[1:3] == ["300", "1024"]
     with pytest.raises(FileExistsError):  # a file the benchmark did not write is not replaced
