@@ -141,12 +141,13 @@ def main():
                     **settings, "compact_sequences": compact, "seed": config["seed"], "epochs": args.epochs,
                     "eval_step": args.epochs, "stopping_step": args.epochs,
                     "checkpoint_dir": os.path.join(checkpoints, f"{model_name}-{int(compact)}")})
-            for compact, result in runs.items():
-                equal = all(result[k] == runs[False][k] for k in ("best_valid_result", "test_result")) and (
-                    same_weights([runs[False]["model_file"], result["model_file"]]))
-                everything_equal &= equal
-                training.append(f"| {model_name} | {STORAGES[compact]} | {headline(result['best_valid_result'])} | "
-                                f"{headline(result['test_result'])} | {verdict(equal) if compact else 'reference'} |")
+            reference, result = runs[False], runs[True]
+            equal = all(result[k] == reference[k] for k in ("best_valid_result", "test_result")) and (
+                same_weights([reference["model_file"], result["model_file"]]))
+            everything_equal &= equal
+            for compact, verdict_cell in ((False, "reference"), (True, verdict(equal))):
+                training.append(f"| {model_name} | {STORAGES[compact]} | {headline(runs[compact]['best_valid_result'])} | "
+                                f"{headline(runs[compact]['test_result'])} | {verdict_cell} |")
             results = evaluate_fixed_model(model_name, settings, args.dataset, runs[False]["model_file"])
             for exclude_history in (False, True):
                 for i, split in enumerate(("valid", "test")):

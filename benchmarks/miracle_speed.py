@@ -75,7 +75,8 @@ def step_breakdown(trainer, train_data, steps):
         batches.append(batch.to(model.device))
         if len(batches) == steps:
             break
-    parts = {"whole step (loss and backward)": lambda batch: model.calculate_loss(batch),
+    step = "whole step (loss and backward)"
+    parts = {step: lambda batch: model.calculate_loss(batch),
              "item representations: text adaptor over every item (Eq. 2-4), forward and backward":
                  lambda batch: model.item_representations().sum()}
     times = {label: [] for label in parts}
@@ -86,7 +87,7 @@ def step_breakdown(trainer, train_data, steps):
         for label in list(parts)[:: 1 if i % 2 == 0 else -1]:  # order alternating by batch
             times[label].append(timed(lambda: parts[label](batch), model.device))
             model.zero_grad(set_to_none=True)
-    whole = statistics.median(times["whole step (loss and backward)"])
+    whole = statistics.median(times[step])
     lines = ["", f"MIRACLE's step on its first {len(batches)} training batches, medians (min-max) in ms:", "",
              "| part | ms per step | share of the step |", "|---|---|---|"]
     for label, values in times.items():

@@ -43,10 +43,10 @@ from recbole_fame.config import PROTOCOL_FILE, Config, dataset_settings_file, mo
 from recbole_fame.data import check_dataset_files
 from recbole_fame.data.length_groups import length_groups_setting
 from recbole_fame.experiment.report import REPORT_FILES, read_paper_table, write_reports
-from recbole_fame.text.pretrain import TEXT_INIT_MODELS
 from recbole_fame.files import check_folder_outputs, write_json
 from recbole_fame.model import PLUGIN_MODELS
 from recbole_fame.quick_start import BACKBONE_KEYS, check_config, run
+from recbole_fame.text.pretrain import TEXT_INIT_MODELS
 
 DEFAULT_SEEDS = (2020, 2021, 2022)
 DEFAULT_MODELS = ("FAME", "FAME-N1", "SASRec", "GRU4Rec", "CORE")
