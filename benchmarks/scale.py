@@ -129,6 +129,8 @@ def build_parser():
     parser.add_argument("--steps", type=int, default=200,
                         help="timed training steps per model (the issue: 2000 at full scale)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
+    parser.add_argument("--rss_every", type=int, default=0,
+                        help="record the resident memory every this many timed steps (0: never)")
     parser.add_argument("--threads", type=int, help="torch threads of each cell (default: torch's own choice)")
     parser.add_argument("--seed", type=int, default=2024, help="of the synthetic data")
     parser.add_argument("--cache", default=os.path.join("benchmarks", ".cache"),
@@ -146,8 +148,8 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
-        parser.error("--steps and --threads must be at least 1, --warmup at least 0")
+    if args.steps < 1 or args.warmup < 0 or args.rss_every < 0 or (args.threads is not None and args.threads < 1):
+        parser.error("--steps and --threads must be at least 1, --warmup and --rss_every at least 0")
     if any(not 0 < scale <= 1 for scale in args.scales):
         parser.error("--scales are fractions in (0, 1]")
     if args.out.endswith(".json"):
@@ -450,34 +452,45 @@ def holds_padded_rows(train_data, config):
 
 class Batches:
     """The first ``steps`` batches of a loader, over as many of its epochs as that takes: what a
-    trainer's ``_train_epoch`` iterates over."""
+    trainer's ``_train_epoch`` iterates over. With ``rss_every``, the process's resident memory
+    is appended to ``rss`` as ``[steps done, GiB]`` before the first batch, every ``rss_every``
+    batches and after the last (``VmRSS``: the memory now, where ``ru_maxrss`` is the peak)."""
 
-    def __init__(self, loader, steps):
-        self.loader, self.steps = loader, steps
+    def __init__(self, loader, steps, rss_every=0):
+        self.loader, self.steps, self.rss_every = loader, steps, rss_every
         self.shuffle = getattr(loader, "shuffle", False)
+        self.rss = []
+
+    def _record(self, done):
+        if self.rss_every and (done % self.rss_every == 0 or done == self.steps):
+            self.rss.append([done, round(rss_gib(os.getpid()), 3)])
 
     def __len__(self):
         return self.steps
 
     def __iter__(self):
         produced = 0
+        self._record(produced)
         while produced < self.steps:
             for batch in self.loader:
                 yield batch
                 produced += 1
+                self._record(produced)
                 if produced == self.steps:
                     return
 
 
-def train_steps(trainer, train_data, steps, epoch_idx):
-    """``steps`` training steps through ``trainer._train_epoch``; their seconds."""
+def train_steps(trainer, train_data, steps, epoch_idx, rss_every=0):
+    """``steps`` training steps through ``trainer._train_epoch``; their seconds, and the resident
+    memory over them (:class:`Batches`)."""
+    batches = Batches(train_data, steps, rss_every)
     start = time.perf_counter()
-    trainer._train_epoch(Batches(train_data, steps), epoch_idx)
+    trainer._train_epoch(batches, epoch_idx)
     if trainer.device.type == "cuda":
         import torch
 
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, batches.rss
 
 
 def measure_model(model_name, args, train_data):
@@ -493,9 +506,11 @@ def measure_model(model_name, args, train_data):
     trainer = get_trainer(config)(config, model)
     if args.warmup:
         train_steps(trainer, train_data, args.warmup, 0)
-    seconds = train_steps(trainer, train_data, args.steps, 1)
+    seconds, rss = train_steps(trainer, train_data, args.steps, 1, args.rss_every)
     result = {"steps": args.steps, "seconds": round(seconds, 3), "steps_per_second": round(args.steps / seconds, 3),
               "parameters": sum(p.numel() for p in model.parameters()), "peak_rss_gib": round(peak_rss_gib(), 3)}
+    if rss:
+        result["rss_over_steps"] = rss
     if trainer.device.type == "cuda":
         import torch
 
@@ -564,6 +579,7 @@ def cell_command(args, scale, length, path):
     threads = ["--threads", str(args.threads)] if args.threads else []
     return [sys.executable, os.path.abspath(__file__), "--cell", "--scales", repr(scale), "--lengths", str(length),
             "--paths", path, "--models", *args.models, "--steps", str(args.steps), "--warmup", str(args.warmup),
+            "--rss_every", str(args.rss_every),
             *threads, "--seed", str(args.seed), "--cache", os.path.abspath(args.cache)]
 
 
@@ -721,8 +737,23 @@ def report(command, args, data, cells):
             f"{cell['path']} | {_number(cell.get('prepare_seconds'), 1)} | {_number(cell.get('peak_rss_prepare_gib'))} |"
             f"{speeds} {_number(cell.get('peak_rss_gib') if 'prepare_seconds' in cell else None)} | "
             f"{note.replace('|', '/')} |")
+    lines += rss_lines(cells)
     lines += ["", output_mark(BENCHMARK)]
     return "\n".join(lines) + "\n"
+
+
+def rss_lines(cells):
+    """The resident memory over the timed steps (``--rss_every``), a line per cell and model."""
+    curves = [(cell, model, measured["rss_over_steps"]) for cell in cells
+              for model, measured in cell.get("models", {}).items() if measured.get("rss_over_steps")]
+    if not curves:
+        return []
+    lines = ["", "Resident memory (`VmRSS`, GiB) after so many timed steps; the warm-up steps and, for a "
+             "model measured after another, the first model's training ran before step 0:", ""]
+    for cell, model, rss in curves:
+        points = ", ".join(f"{step}: {gib:.2f}" for step, gib in rss)
+        lines.append(f"- scale {cell['scale']:g}, L={cell['length']}, {cell['path']}, {model}: {points}")
+    return lines
 
 
 def json_out(out):

@@ -18,7 +18,8 @@ min-max. Two parts:
    pipelines: ``stock`` (RecBole's loaders, layers and trainer, as shipped), ``fast_layers`` only,
    ``fast_layers + length_groups`` (RecBole's batches computed in up to 4 length groups,
    evaluation batches sorted and trimmed: the CPU default before the compact storage), and
-   ``compact`` (the same with ``compact_sequences``: this project's CPU default), with ratios
+   ``compact`` (the same with ``compact_sequences``: this project's CPU default), and
+   ``compact_whole`` (``compact_sequences`` alone: this project's GPU default), with ratios
    against ``--baseline`` (stock by default). ``--pipelines`` picks some of them (the baseline
    always runs), so that more repetitions of the ones in question fit in a session.
 
@@ -59,6 +60,9 @@ PIPELINES = {
     "fast_layers": ("fast_layers", (True, 1, False)),
     "length_groups": ("fast_layers + length_groups", (True, 4, False)),
     "compact": ("fast_layers + length_groups + compact_sequences", (True, 4, True)),
+    # What a GPU run gets by default (DEVICE_DEFAULTS in recbole_fame/config.py): RecBole's layers,
+    # whole batches, the compact storage.
+    "compact_whole": ("compact_sequences", (False, 1, True)),
 }
 
 
@@ -137,6 +141,12 @@ def train_step(trainer, batch):
     trainer.optimizer.step()
 
 
+def settle(device):
+    """Wait for the device's queued work, so that a timer read next has counted it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def build(model_name, dataset_name, settings, train_data, **overrides):
     """A trainer of ``model_name``: RecBole's own for stock layers, the pipeline's otherwise."""
     config = Config(model=model_name, dataset=dataset_name, config_dict={**settings, **overrides})
@@ -145,6 +155,11 @@ def build(model_name, dataset_name, settings, train_data, **overrides):
     if config["fast_layers"]:
         use_fast_layers(model)
     return (get_trainer(config) if config["fast_layers"] else Trainer)(config, model)
+
+
+def device_name(device):
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 def fmt(values, digits=3):
@@ -165,9 +180,11 @@ def training_step_table(args, specs, settings, train_stock, batches):
     for rep in range(args.reps):
         for (name, fast), trainer in steps.items():
             torch.autograd.set_detect_anomaly(not fast)
+            settle(trainer.device)
             start = time.perf_counter()
             for batch in batches[1:]:
                 train_step(trainer, batch)
+            settle(trainer.device)
             step_times[(name, fast)].append((time.perf_counter() - start) / args.steps)
             print(f"rep {rep} step {name} fast={fast}: {step_times[(name, fast)][-1]:.3f} s", flush=True)
     torch.autograd.set_detect_anomaly(False)
@@ -216,14 +233,15 @@ def main():
     train_stock = data[(1, False)][0]
     batches = []
     for batch in train_stock:
-        batches.append(batch)
+        batches.append(batch.to(config["device"]))  # as the trainer moves each batch
         if len(batches) == args.steps + 1:
             break
 
     lines = [
         f"`{command}`",
         "",
-        f"Dataset `{args.dataset}`, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"Dataset `{args.dataset}`, torch {torch.__version__}, device {device_name(config['device'])}, "
+        f"{torch.get_num_threads()} threads, "
         "batch 256, hidden 64, 2 layers, max length 50, CE loss. Medians (min-max) of "
         f"{args.reps} interleaved repetitions."
         + (" `keep_freed_memory` applied to the whole process (stock included)." if args.keep_freed_memory else ""),
@@ -252,8 +270,10 @@ def main():
                 fast, groups, compact = pipelines[pipeline]
                 train_data, valid_data, _ = data[(groups, compact)]
                 torch.autograd.set_detect_anomaly(not fast)
+                settle(trainer.device)
                 start = time.perf_counter()
                 trainer._train_epoch(train_data, rep)
+                settle(trainer.device)
                 times[(name, pipeline)]["epoch"].append(time.perf_counter() - start)
                 for _ in range(args.eval_reps):
                     start = time.perf_counter()

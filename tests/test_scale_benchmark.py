@@ -119,7 +119,7 @@ def test_a_stock_cell_is_measured_in_a_child_and_reported(tiny_file, tmp_path):
     cache, stats, _ = tiny_file
     out = str(tmp_path / "scale.md")
     scale.main(["--scales", str(TINY), "--lengths", "20", "--paths", "stock", "--models", "SASRec", "--steps", "3",
-                "--warmup", "1", "--threads", "1", "--seed", "7", "--cache", cache, "--out", out])
+                "--warmup", "1", "--threads", "1", "--seed", "7", "--cache", cache, "--out", out, "--rss_every", "2"])
     with open(str(tmp_path / "scale.json"), encoding="utf-8") as f:
         record = json.load(f)
     (cell,) = record["cells"]
@@ -134,6 +134,9 @@ def test_a_stock_cell_is_measured_in_a_child_and_reported(tiny_file, tmp_path):
     sasrec = cell["models"]["SASRec"]
     assert sasrec["steps"] == 3 and sasrec["steps_per_second"] == pytest.approx(3 / sasrec["seconds"], rel=0.01)
     assert sasrec["parameters"] > 0 and sasrec["peak_rss_gib"] <= cell["peak_rss_gib"]
+    # --rss_every 2 over 3 steps: before the first, after the second and after the last.
+    assert [step for step, _ in sasrec["rss_over_steps"]] == [0, 2, 3]
+    assert all(0 < gib <= sasrec["peak_rss_gib"] + 0.01 for _, gib in sasrec["rss_over_steps"])
     assert record["data"][f"{TINY:g}"]["interactions"] == stats["interactions"]
     with open(out, encoding="utf-8") as f:
         report = f.read()
@@ -141,6 +144,8 @@ def test_a_stock_cell_is_measured_in_a_child_and_reported(tiny_file, tmp_path):
     row = next(line for line in report.splitlines() if line.startswith(f"| {TINY:g} |") and "stock" in line)
     assert f"| {stats['interactions']:,} |" in row and "| 20 | stock |" in row
     assert f"{sasrec['steps_per_second']:.2f}" in row
+    rss_line = next(line for line in report.splitlines() if line.startswith(f"- scale {TINY:g}, L=20, stock, SASRec: 0: "))
+    assert rss_line.endswith(f"3: {sasrec['rss_over_steps'][-1][1]:.2f}")
     # A later run may replace the report; a file it did not write needs --overwrite.
     other = tmp_path / "notes.md"
     other.write_text("my notes\n")
