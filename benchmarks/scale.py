@@ -61,6 +61,7 @@ import time
 
 import numpy as np
 
+import glibc_heap
 from data_args import add_overwrite_arg, check_report_out
 from recbole_fame.files import output_mark, replacing, write_json, write_text
 
@@ -453,8 +454,10 @@ def holds_padded_rows(train_data, config):
 class Batches:
     """The first ``steps`` batches of a loader, over as many of its epochs as that takes: what a
     trainer's ``_train_epoch`` iterates over. With ``rss_every``, the process's resident memory
-    is appended to ``rss`` as ``[steps done, GiB]`` before the first batch, every ``rss_every``
-    batches and after the last (``VmRSS``: the memory now, where ``ru_maxrss`` is the peak)."""
+    is appended to ``rss`` as ``[steps done, GiB, GiB of it in use]`` before the first batch,
+    every ``rss_every`` batches and after the last (``VmRSS``: the memory now, where
+    ``ru_maxrss`` is the peak; in use: glibc's live allocations, :mod:`glibc_heap`, None without
+    glibc: the rest of the heap is freed memory the allocator keeps)."""
 
     def __init__(self, loader, steps, rss_every=0):
         self.loader, self.steps, self.rss_every = loader, steps, rss_every
@@ -463,7 +466,11 @@ class Batches:
 
     def _record(self, done):
         if self.rss_every and (done % self.rss_every == 0 or done == self.steps):
-            self.rss.append([done, round(rss_gib(os.getpid()), 3)])
+            try:
+                in_use = round(glibc_heap.in_use_bytes() / 2**30, 3)
+            except (OSError, AttributeError):  # not glibc
+                in_use = None
+            self.rss.append([done, round(rss_gib(os.getpid()), 3), in_use])
 
     def __len__(self):
         return self.steps
@@ -748,10 +755,13 @@ def rss_lines(cells):
               for model, measured in cell.get("models", {}).items() if measured.get("rss_over_steps")]
     if not curves:
         return []
-    lines = ["", "Resident memory (`VmRSS`, GiB) after so many timed steps; the warm-up steps and, for a "
-             "model measured after another, the first model's training ran before step 0:", ""]
+    lines = ["", "Resident memory (`VmRSS`, GiB) after so many timed steps, and in parentheses what of it "
+             "glibc's live allocations hold (the rest of the heap is freed memory the allocator keeps); "
+             "the warm-up steps and, for a model measured after another, the first model's training ran "
+             "before step 0:", ""]
     for cell, model, rss in curves:
-        points = ", ".join(f"{step}: {gib:.2f}" for step, gib in rss)
+        points = ", ".join(f"{step}: {gib:.2f}" + ("" if in_use is None else f" ({in_use:.2f})")
+                           for step, gib, *rest in rss for in_use in [rest[0] if rest else None])
         lines.append(f"- scale {cell['scale']:g}, L={cell['length']}, {cell['path']}, {model}: {points}")
     return lines
 

@@ -35,7 +35,6 @@ minus the amount in use before the step; it is what the step's tensors add.
 """
 
 import argparse
-import ctypes
 import os
 import statistics
 import time
@@ -45,6 +44,7 @@ from recbole.trainer import Trainer
 from recbole.utils import init_seed
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import glibc_heap
 from data_args import add_data_args, add_overwrite_arg, check_report_out, data_settings, prepare_raw_data
 from recbole_fame import Config, get_model
 from recbole_fame.data import prepare_data
@@ -99,20 +99,7 @@ def parse_args():
 class _MallinfoPeak(TorchDispatchMode):
     """Highest glibc heap in use after any operator while active."""
 
-    class _Info(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-            "fordblks", "keepcost")]
-
-    _libc = None
-
-    @classmethod
-    def in_use(cls):
-        if cls._libc is None:
-            cls._libc = ctypes.CDLL("libc.so.6")
-            cls._libc.mallinfo2.restype = cls._Info
-        info = cls._libc.mallinfo2()
-        return info.uordblks + info.hblkhd
+    in_use = staticmethod(glibc_heap.in_use_bytes)
 
     def __enter__(self):
         self.peak = self.in_use()

@@ -135,8 +135,8 @@ def test_a_stock_cell_is_measured_in_a_child_and_reported(tiny_file, tmp_path):
     assert sasrec["steps"] == 3 and sasrec["steps_per_second"] == pytest.approx(3 / sasrec["seconds"], rel=0.01)
     assert sasrec["parameters"] > 0 and sasrec["peak_rss_gib"] <= cell["peak_rss_gib"]
     # --rss_every 2 over 3 steps: before the first, after the second and after the last.
-    assert [step for step, _ in sasrec["rss_over_steps"]] == [0, 2, 3]
-    assert all(0 < gib <= sasrec["peak_rss_gib"] + 0.01 for _, gib in sasrec["rss_over_steps"])
+    assert [step for step, _, _ in sasrec["rss_over_steps"]] == [0, 2, 3]
+    assert all(0 < in_use < gib <= sasrec["peak_rss_gib"] + 0.01 for _, gib, in_use in sasrec["rss_over_steps"])
     assert record["data"][f"{TINY:g}"]["interactions"] == stats["interactions"]
     with open(out, encoding="utf-8") as f:
         report = f.read()
@@ -145,7 +145,8 @@ def test_a_stock_cell_is_measured_in_a_child_and_reported(tiny_file, tmp_path):
     assert f"| {stats['interactions']:,} |" in row and "| 20 | stock |" in row
     assert f"{sasrec['steps_per_second']:.2f}" in row
     rss_line = next(line for line in report.splitlines() if line.startswith(f"- scale {TINY:g}, L=20, stock, SASRec: 0: "))
-    assert rss_line.endswith(f"3: {sasrec['rss_over_steps'][-1][1]:.2f}")
+    _, last_gib, last_in_use = sasrec["rss_over_steps"][-1]
+    assert rss_line.endswith(f"3: {last_gib:.2f} ({last_in_use:.2f})")
     # A later run may replace the report; a file it did not write needs --overwrite.
     other = tmp_path / "notes.md"
     other.write_text("my notes\n")
