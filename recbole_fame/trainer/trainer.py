@@ -19,7 +19,10 @@ GRU4Rec, CORE, ...). Compared with RecBole's it
   hyper-parameter search on small data) shared one file, and under DDP each rank named it by its
   own clock while only rank 0 writes it. A name already taken gets a suffix, and every rank uses
   rank 0's;
-- records each training epoch's seconds and index (``epoch_seconds``, ``epochs_trained``).
+- records each training epoch's seconds and index (``epoch_seconds``, ``epochs_trained``);
+- with ``keep_freed_memory`` on a CPU, returns the freed memory the heap keeps to the kernel every
+  ``RELEASE_EVERY_STEPS`` training steps (:func:`~recbole_fame.trainer.memory.release_freed_memory`),
+  so that it cannot accumulate over an epoch of many steps.
 
 :class:`FAMETrainer` adds FAME's stage-2 learning rate. RecBole's ``get_trainer`` finds it by the
 model's name (:mod:`recbole_fame.compat` registers it), and so does :func:`get_trainer`.
@@ -37,6 +40,7 @@ from recbole_fame.data.length_groups import TRIMMABLE_MODELS, grouped_loss, leng
 from recbole_fame.files import remove_stale_temporaries_in, replacing
 from recbole_fame.trainer.distributed import rank0_value, wait_for_checkpoint
 from recbole_fame.trainer.history_loss import history_masked_loss, uses_history_masked_loss
+from recbole_fame.trainer.memory import RELEASE_EVERY_STEPS, release_freed_memory
 from recbole_fame.trainer.random_state import capture_rng_state, restore_rng_state
 
 
@@ -62,6 +66,8 @@ class PipelineTrainer(Trainer):
         self._last_valid_result = None
         remove_stale_temporaries_in(config["checkpoint_dir"], ".pth")
         self._train_data = None
+        self._release_freed = bool(config["keep_freed_memory"]) and self.device.type == "cpu"
+        self.steps_trained = 0
         self.epoch_seconds = []  # training only, one entry per epoch run by this trainer
         self.epochs_trained = []  # their 0-based indices
 
@@ -73,6 +79,18 @@ class PipelineTrainer(Trainer):
         if self._length_groups:
             loss_func = grouped_loss(loss_func, self.config)
         return loss_func
+
+    def _releasing(self, loss_func):
+        """``loss_func`` that first releases the heap's freed memory every ``RELEASE_EVERY_STEPS``
+        calls: it runs once per training step, after the previous step's buffers were freed."""
+
+        def loss(interaction):
+            self.steps_trained += 1
+            if self.steps_trained % RELEASE_EVERY_STEPS == 0:
+                release_freed_memory()
+            return loss_func(interaction)
+
+        return loss
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._train_data = train_data
@@ -86,9 +104,10 @@ class PipelineTrainer(Trainer):
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time.perf_counter()
-        loss = super()._train_epoch(train_data, epoch_idx,
-                                    loss_func=self.training_loss(loss_func or self.model.calculate_loss),
-                                    show_progress=show_progress)
+        loss_func = self.training_loss(loss_func or self.model.calculate_loss)
+        if self._release_freed:
+            loss_func = self._releasing(loss_func)
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds.append(time.perf_counter() - start)
         self.epochs_trained.append(epoch_idx)
         return loss

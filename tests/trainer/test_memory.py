@@ -63,3 +63,32 @@ def test_keep_freed_memory_is_applied_by_the_pipeline_on_cpu_only_when_asked(tin
     config["device"] = torch.device("meta")  # not a CPU: left alone even when asked
     quick_start.build_pipeline_model(config, make_data(config)[0])
     assert calls == [True]
+
+
+def _train_one_epoch(tiny_config, keep):
+    from recbole.utils import init_seed
+
+    from recbole_fame.quick_start import build_pipeline_model
+    from recbole_fame.trainer import get_trainer
+
+    config = make_config("SASRec", tiny_config, keep_freed_memory=keep, train_batch_size=16)
+    train_data = make_data(config)[1]
+    init_seed(config["seed"], config["reproducibility"])
+    trainer = get_trainer(config)(config, build_pipeline_model(config, train_data._dataset))
+    return trainer, trainer._train_epoch(train_data, 0), len(train_data)
+
+
+def test_the_kept_memory_is_released_every_so_many_steps_without_changing_training(tiny_config, monkeypatch):
+    from recbole_fame.trainer import memory, trainer as trainer_module
+
+    released = []
+    monkeypatch.setattr(trainer_module, "RELEASE_EVERY_STEPS", 3)
+    monkeypatch.setattr(trainer_module, "release_freed_memory", lambda: released.append(True))
+    monkeypatch.setattr("recbole_fame.quick_start.keep_freed_memory", lambda: True)  # process-wide: not here
+    kept, kept_loss, batches = _train_one_epoch(tiny_config, True)
+    assert kept.steps_trained == batches > 3  # one count per training step
+    assert len(released) == batches // 3
+    plain, plain_loss, _ = _train_one_epoch(tiny_config, False)
+    assert len(released) == kept.steps_trained // 3 and plain.steps_trained == 0
+    assert kept_loss == plain_loss  # the release changes memory, not arithmetic
+    assert memory.release_freed_memory() is sys.platform.startswith("linux")
