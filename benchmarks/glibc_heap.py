@@ -1,6 +1,6 @@
 """glibc's own account of the process's heap (``mallinfo2``, glibc 2.33 and later): the memory its
-allocations hold now, and the freed memory the allocator keeps instead of returning it to the
-kernel. Resident memory is both together (and what lies outside the allocator)."""
+live allocations hold now. Resident memory is that, the freed memory the allocator keeps instead
+of returning it to the kernel, and what lies outside the allocator."""
 
 import ctypes
 
@@ -28,7 +28,3 @@ def in_use_bytes():
     info = _mallinfo()
     return info.uordblks + info.hblkhd
 
-
-def kept_free_bytes():
-    """Bytes freed by the process that the allocator still holds in its heap."""
-    return _mallinfo().fordblks

@@ -761,7 +761,7 @@ def rss_lines(cells):
              "before step 0:", ""]
     for cell, model, rss in curves:
         points = ", ".join(f"{step}: {gib:.2f}" + ("" if in_use is None else f" ({in_use:.2f})")
-                           for step, gib, *rest in rss for in_use in [rest[0] if rest else None])
+                           for step, gib, in_use in rss)
         lines.append(f"- scale {cell['scale']:g}, L={cell['length']}, {cell['path']}, {model}: {points}")
     return lines
 

@@ -47,14 +47,13 @@ def release_freed_memory():
     """glibc's ``malloc_trim(0)``: the freed memory the heap holds goes back to the kernel.
 
     With ``keep_freed_memory`` the heap keeps what a step frees, so the next step's buffers need no
-    fresh pages. But steps of different shapes (length groups, the last batch) fragment it, and
-    the memory it keeps grows over thousands of steps while the live allocations stay the same
-    (``benchmarks/scale.py --rss_every``: 0.33 GiB live, 2.6 GiB resident after 3,000 steps at
-    1/8 of MovieLens-20M). The pipeline's trainer calls this every ``RELEASE_EVERY_STEPS`` steps
+    fresh pages. But the memory it keeps grows over thousands of steps while the live allocations
+    stay the same (``benchmarks/scale.py --rss_every``: 0.33 GiB live, 2.6 GiB resident after
+    3,000 steps at 1/8 of MovieLens-20M, the key on; with it off not measured), most likely as
+    steps of different shapes (length groups, the last batch) fragment it. The pipeline's trainer calls this every ``RELEASE_EVERY_STEPS`` steps
     when the key is on. Returns whether glibc was there to call."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         return False
     return True
-
